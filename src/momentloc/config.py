@@ -1,0 +1,207 @@
+"""YAML -> validated config objects, layered: base file(s), experiment, ``--set key=value``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from momentloc.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextConfig(_Strict):
+    """How sentences become word vectors."""
+
+    kind: Literal["glove", "minilm", "hash"] = "glove"
+    # glove: a shipped-style pickle (w2id/id2vec) or a standard glove.*.txt;
+    # minilm: ignored (the installed MiniLM package); hash: deterministic random vectors.
+    path: Optional[str] = None
+    dim: int = 300
+    max_words: int = 32
+    lowercase: bool = True
+    # Words missing from the vocabulary: "zero" vector or a shared "unk" vector.
+    oov: Literal["zero", "unk"] = "zero"
+
+
+class DataConfig(_Strict):
+    """Which annotations, features and text encoder feed the model."""
+
+    dataset: str
+    annotations: Optional[str] = None  # folder; default $MOMENTLOC_DATA/<dataset>
+    features: Optional[str] = None  # feature store: folder of .npy, .npz or .hdf5
+    feature_dim: int
+    num_clips: Optional[int] = None  # resample every video to this T; None keeps its length
+    max_clips: Optional[int] = None  # variable-length cap (mean-pool longer videos down)
+    train_split: str = "train"
+    val_split: Optional[str] = "val"  # None: carve val_fraction out of train (seeded)
+    test_split: str = "test"
+    val_fraction: float = 0.1
+    # Point labels for point-supervised models: the shipped glance files, or
+    # a seeded draw inside each window.
+    glance: Literal["shipped", "generated"] = "generated"
+    text: TextConfig = Field(default_factory=TextConfig)
+    # Video-centric batches: each batch item is a video with up to this many of
+    # its queries (SnAG); 1 = query-centric.
+    queries_per_video: int = 1
+    normalize_features: bool = False  # L2-normalise each clip feature
+    skip_bad_rows: bool = False
+
+
+class ModelSection(_Strict):
+    """The model to build by registry name and its hyper-parameters."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ObjectiveSection(_Strict):
+    """A plug-in objective by registry name, its weight and parameters."""
+
+    name: str
+    weight: float = 1.0
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class OptimConfig(_Strict):
+    """Optimiser and learning-rate schedule."""
+
+    name: Literal["adam", "adamw", "sgd"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    scheduler: Literal["none", "cosine", "step", "warmup_cosine"] = "none"
+    warmup_epochs: float = 0.0
+    step_size: int = 10
+    gamma: float = 0.1
+    grad_clip: Optional[float] = None
+
+
+class TrainConfig(_Strict):
+    """The training loop (Lightning Trainer settings)."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    num_workers: int = 0
+    seed: int = 0
+    accelerator: str = "auto"
+    devices: Union[int, str] = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"  # e.g. "bf16-mixed" on GPUs that support it
+    out_dir: str = "runs"
+    log_every_n_steps: int = 10
+    check_val_every_n_epoch: int = 1
+    monitor: str = "val/R1@0.5"
+    max_steps: int = -1
+    limit_train_batches: Optional[float] = None
+    progress: bool = True
+    deterministic: bool = True
+
+
+class ExperimentConfig(_Strict):
+    """A whole experiment: data, model, objectives, optimiser, loop."""
+
+    name: str = "experiment"
+    data: DataConfig
+    model: ModelSection
+    objectives: list[ObjectiveSection] = Field(default_factory=list)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Recursively merge ``over`` into a copy of ``base`` (dicts merge, the rest replaces)."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    try:
+        data = yaml.safe_load(os.path.expandvars(text)) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def load_layers(path: Path) -> dict[str, Any]:
+    """Read a YAML file and the files its ``base:`` list names (relative to it), merged."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    bases = raw.pop("base", [])
+    if isinstance(bases, str):
+        bases = [bases]
+    merged: dict[str, Any] = {}
+    for base in bases:
+        merged = deep_merge(merged, load_layers((path.parent / base).resolve()))
+    return deep_merge(merged, raw)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (["a","b","c"], yaml-typed value)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value")
+    key, value = item.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(value)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``--set`` overrides to a raw config dict."""
+    out = raw
+    for item in overrides:
+        keys, value = parse_override(item)
+        nested: Any = value
+        for key in reversed(keys):
+            nested = {key: nested}
+        out = deep_merge(out, nested)
+    return out
+
+
+def validate(raw: dict[str, Any], source: str = "<config>") -> ExperimentConfig:
+    """Validate a raw dict; errors name the key path and what was expected."""
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "extra_forbidden":
+            msg = f"unknown key {loc!r}"
+        else:
+            msg = f"key {loc!r}: {first['msg']}"
+        more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+        raise ConfigError(f"{source}: {msg}{more}") from None
+
+
+def load_config(path: Union[str, Path], overrides: Optional[list[str]] = None) -> ExperimentConfig:
+    """Load, layer and validate an experiment config."""
+    raw = apply_overrides(load_layers(Path(path)), overrides or [])
+    return validate(raw, str(path))
+
+
+def validate_params(cls: type[BaseModel], params: dict[str, Any], where: str) -> BaseModel:
+    """Validate a model/objective ``params`` block against its own config class."""
+    try:
+        return cls.model_validate(params)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "extra_forbidden":
+            raise ConfigError(f"{where}: unknown key {loc!r}") from None
+        raise ConfigError(f"{where}: key {loc!r}: {first['msg']}") from None

@@ -1,0 +1,1 @@
+"""Grounding models; each file registers one method."""

@@ -1,0 +1,70 @@
+"""The protocol every grounding model implements, and its shared pieces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from momentloc.types import Batch, Moment
+
+
+class ModelConfig(BaseModel):
+    """Base of every model's hyper-parameter block; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class Output:
+    """What ``forward`` returns: named tensors, free per model.
+
+    Models that support plug-in objectives fill ``embeddings`` with the
+    names those objectives read: ``clips`` [B,T,H], ``clip_mask`` [B,T],
+    ``sentence`` [B,H], ``words`` [B,L,H], ``word_mask`` [B,L], and for
+    pyramid models ``levels`` (list of [B,T_l,H]) with ``level_masks``.
+    """
+
+    tensors: dict[str, Any] = field(default_factory=dict)
+    embeddings: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.tensors[key]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the data layer must give a model."""
+
+    video_dim: int
+    text_dim: int
+    vocab_size: int
+    num_clips: Optional[int]  # fixed T the dataset resamples to; None = variable
+
+
+class GroundingModel(nn.Module):
+    """Base class: forward / loss / decode, all times in seconds outside."""
+
+    supervision: ClassVar[str] = "full"
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
+    registry_name: ClassVar[str] = ""
+
+    def __init__(self, cfg: ModelConfig, spec: InputSpec) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.spec = spec
+
+    def forward(self, batch: Batch) -> Output:  # pragma: no cover - abstract
+        """Run the model on a batch."""
+        raise NotImplementedError
+
+    def loss(self, out: Output, batch: Batch) -> dict[str, torch.Tensor]:  # pragma: no cover
+        """Training losses; key ``total`` is optimised."""
+        raise NotImplementedError
+
+    def decode(self, out: Output, batch: Batch, k: int = 5) -> list[list[Moment]]:  # pragma: no cover
+        """Top-``k`` moments per pair, seconds, best first."""
+        raise NotImplementedError

@@ -1,0 +1,1 @@
+"""Plug-in training objectives (functions of the embeddings a model exposes)."""
