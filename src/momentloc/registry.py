@@ -13,7 +13,7 @@ _OBJECTIVES: dict[str, Callable[..., Any]] = {}
 # `momentloc --help` does not pay for torch model code.
 _MODEL_MODULES = (
     "momentloc.models.prior",
-    "momentloc.models.simple",
+    "momentloc.models.span",
     "momentloc.models.tan2d",
     "momentloc.models.snag",
     "momentloc.models.vlanet",
@@ -77,7 +77,11 @@ def objective_names() -> list[str]:
 
 def get_model_class(name: str) -> type:
     """The model class registered as ``name`` (error lists the known names)."""
-    _load(_MODEL_MODULES)
+    if name not in _MODELS:
+        # Most names live in the module of the same name; import just that one first.
+        _load(tuple(m for m in _MODEL_MODULES if m.rsplit(".", 1)[1] == name))
+    if name not in _MODELS:
+        _load(_MODEL_MODULES)
     if name not in _MODELS:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(_MODELS))}")
     return _MODELS[name]

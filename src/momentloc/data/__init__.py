@@ -1,0 +1,1 @@
+"""Data layer: annotation parsers (``formats``), point labels, statistics, features and datasets."""

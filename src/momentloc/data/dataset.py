@@ -1,0 +1,194 @@
+"""GroundingDataset: pairs + feature store + vocabulary -> typed batches, labels by supervision."""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict, defaultdict
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from momentloc.data.features import FeatureStore, resample
+from momentloc.data.text import Vocabulary
+from momentloc.errors import DataError
+from momentloc.types import SUPERVISIONS, Batch, Pair
+
+
+class GroundingDataset(Dataset):
+    """Items for one split. Labels a model may not see are never put in an item.
+
+    ``supervision="full"`` gives the first window, ``"point"`` only the point,
+    ``"weak"`` no time at all; the ground truth for scoring stays in
+    ``self.pairs`` and is looked up by ``Batch.index``.
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[Pair],
+        store: FeatureStore,
+        vocab: Vocabulary,
+        supervision: str = "full",
+        num_clips: Optional[int] = None,
+        max_clips: Optional[int] = None,
+        max_words: int = 32,
+        normalize: bool = False,
+        cache_videos: int = 4096,
+    ) -> None:
+        if supervision not in SUPERVISIONS:
+            raise ValueError(f"supervision must be one of {SUPERVISIONS}, got {supervision!r}")
+        self.pairs = list(pairs)
+        self.store = store
+        self.vocab = vocab
+        self.supervision = supervision
+        self.num_clips = num_clips
+        self.max_clips = max_clips
+        self.max_words = max_words
+        self.normalize = normalize
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._cache_size = cache_videos
+        store.check_ids(p.video_id for p in self.pairs)
+        if supervision == "point":
+            missing = [i for i, p in enumerate(self.pairs) if p.point is None]
+            if missing:
+                raise DataError(None, f"{len(missing)} pair(s) have no point label (first: pair {missing[0]}); "
+                                "set data.glance or generate points with `momentloc data glance`")
+        elif supervision == "full":
+            missing = [i for i, p in enumerate(self.pairs) if not p.windows]
+            if missing:
+                raise DataError(None, f"{len(missing)} pair(s) have no window (first: pair {missing[0]})")
+        self._tokens = [vocab.encode(p.query, max_words)[0] for p in self.pairs]
+        empty = [i for i, t in enumerate(self._tokens) if len(t) == 0]
+        if empty:
+            p = self.pairs[empty[0]]
+            raise DataError(None, f"{len(empty)} quer(ies) have no words (first: {p.query_id or p.video_id!r}: {p.query!r})")
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def video_features(self, video_id: str) -> torch.Tensor:
+        """[T, D] features of one video after resampling / capping / normalising (cached)."""
+        hit = self._cache.get(video_id)
+        if hit is not None:
+            self._cache.move_to_end(video_id)
+            return hit
+        arr = self.store.get(video_id)
+        if self.num_clips is not None:
+            arr = resample(arr, self.num_clips)
+        elif self.max_clips is not None and arr.shape[0] > self.max_clips:
+            arr = resample(arr, self.max_clips)
+        if self.normalize:
+            arr = arr / np.maximum(np.linalg.norm(arr, axis=1, keepdims=True), 1e-6)
+        feats = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+        self._cache[video_id] = feats
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return feats
+
+    def __getitem__(self, i: int) -> dict:
+        p = self.pairs[i]
+        item = {
+            "index": i,
+            "video_id": p.video_id,
+            "video": self.video_features(p.video_id),
+            "word_ids": torch.from_numpy(self._tokens[i]),
+            "duration": float(p.duration),
+        }
+        if self.supervision == "full":
+            item["window"] = torch.tensor(p.window, dtype=torch.float32)
+        elif self.supervision == "point":
+            item["point"] = float(p.point)  # type: ignore[arg-type]
+        return item
+
+    def collate(self, items: list[dict]) -> Batch:
+        """Pad a list of items into a ``Batch`` (masks mark the valid prefix)."""
+        return collate(items, self.vocab)
+
+
+def collate(items: list[dict], vocab: Vocabulary) -> Batch:
+    """Pad items into a Batch; pairs of the same video get the same ``video_group``."""
+    B = len(items)
+    T = max(it["video"].shape[0] for it in items)
+    D = items[0]["video"].shape[1]
+    L = max(len(it["word_ids"]) for it in items)
+    video = torch.zeros(B, T, D)
+    video_mask = torch.zeros(B, T, dtype=torch.bool)
+    word_ids = torch.zeros(B, L, dtype=torch.long)
+    groups: dict[str, int] = {}
+    group = torch.empty(B, dtype=torch.long)
+    for b, it in enumerate(items):
+        t = it["video"].shape[0]
+        video[b, :t] = it["video"]
+        video_mask[b, :t] = True
+        n = len(it["word_ids"])
+        word_ids[b, :n] = it["word_ids"]
+        group[b] = groups.setdefault(it["video_id"], len(groups))
+    vectors = torch.from_numpy(vocab.vectors)
+    word_mask = word_ids > 0
+    batch = Batch(
+        video=video,
+        video_mask=video_mask,
+        words=vectors[word_ids] * word_mask[..., None],
+        word_mask=word_mask,
+        word_ids=word_ids,
+        duration=torch.tensor([it["duration"] for it in items], dtype=torch.float32),
+        video_group=group,
+        index=torch.tensor([it["index"] for it in items], dtype=torch.long),
+    )
+    if "window" in items[0]:
+        batch.windows = torch.stack([it["window"] for it in items])
+    if "point" in items[0]:
+        batch.point = torch.tensor([it["point"] for it in items], dtype=torch.float32)
+    return batch
+
+
+class VideoCentricSampler(Sampler[list[int]]):
+    """Batches of ``videos_per_batch`` videos with up to ``queries_per_video`` queries each.
+
+    Every query of every video is visited once per epoch (a video with many
+    queries appears in several batches); the order is seeded per epoch.
+    """
+
+    def __init__(
+        self, pairs: Sequence[Pair], videos_per_batch: int, queries_per_video: int, seed: int = 0,
+        shuffle: bool = True, rank: int = 0, world: int = 1,
+    ) -> None:
+        self.by_video: dict[str, list[int]] = defaultdict(list)
+        for i, p in enumerate(pairs):
+            self.by_video[p.video_id].append(i)
+        self.vpb = max(1, videos_per_batch)
+        self.qpv = max(1, queries_per_video)
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+        self.rank, self.world = rank, max(1, world)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed the order for a new epoch."""
+        self.epoch = epoch
+
+    def _chunks(self) -> list[list[int]]:
+        rng = random.Random(self.seed * 1000003 + self.epoch)
+        chunks = []
+        for vid in sorted(self.by_video):
+            idx = list(self.by_video[vid])
+            if self.shuffle:
+                rng.shuffle(idx)
+            chunks.extend(idx[i : i + self.qpv] for i in range(0, len(idx), self.qpv))
+        if self.shuffle:
+            rng.shuffle(chunks)
+        return chunks
+
+    def _batches(self) -> list[list[int]]:
+        chunks = self._chunks()
+        batches = [[j for c in chunks[i : i + self.vpb] for j in c] for i in range(0, len(chunks), self.vpb)]
+        # Every rank gets the same number of batches (DDP steps in lockstep).
+        per_rank = len(batches) // self.world if self.world > 1 else len(batches)
+        return batches[self.rank :: self.world][:per_rank]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        return len(self._batches())

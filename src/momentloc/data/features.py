@@ -1,0 +1,192 @@
+"""Feature stores keyed by video id (folder of .npy, one .npz, one .hdf5) and resampling."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator, Optional, Union
+
+import numpy as np
+
+from momentloc.errors import DataError
+
+FORMATS = ("npy", "npz", "hdf5")
+
+
+def store_format(path: Union[str, Path]) -> str:
+    """The store format of ``path``: a folder is ``npy``, else by suffix."""
+    p = Path(path)
+    if p.is_dir() or p.suffix == "":
+        return "npy"
+    suffix = p.suffix.lower().lstrip(".")
+    if suffix in ("h5", "hdf5"):
+        return "hdf5"
+    if suffix == "npz":
+        return "npz"
+    raise DataError(p, f"unknown feature store type {p.suffix!r}; expected a folder, .npz, .h5 or .hdf5")
+
+
+class FeatureStore:
+    """Read-only access to per-video feature arrays [T, D].
+
+    The underlying file is opened lazily and once per process, so a store
+    can be handed to DataLoader workers (each opens its own handle).
+    """
+
+    def __init__(self, path: Union[str, Path], dim: Optional[int] = None) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise DataError(self.path, "feature store not found")
+        self.format = store_format(self.path)
+        self.dim = dim
+        self._handle = None
+        self._pid = -1
+        self._keys: Optional[list[str]] = None
+
+    def _open(self):
+        if self._handle is None or self._pid != os.getpid():
+            if self.format == "hdf5":
+                import h5py
+
+                self._handle = h5py.File(self.path, "r")
+            elif self.format == "npz":
+                self._handle = np.load(self.path, allow_pickle=False)
+            else:
+                self._handle = self.path
+            self._pid = os.getpid()
+        return self._handle
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_handle"] = None
+        state["_pid"] = -1
+        return state
+
+    def keys(self) -> list[str]:
+        """Every video id in the store."""
+        if self._keys is None:
+            h = self._open()
+            if self.format == "npy":
+                self._keys = sorted(p.stem for p in self.path.glob("*.npy"))
+            else:
+                self._keys = list(h.keys())
+        return self._keys
+
+    def __contains__(self, video_id: str) -> bool:
+        return video_id in set(self.keys())
+
+    def _raw(self, video_id: str) -> np.ndarray:
+        h = self._open()
+        if self.format == "npy":
+            f = self.path / f"{video_id}.npy"
+            if not f.exists():
+                raise DataError(self.path, f"video {video_id!r} not in feature store")
+            return np.load(f, mmap_mode="r", allow_pickle=False)
+        if video_id not in h:
+            raise DataError(self.path, f"video {video_id!r} not in feature store")
+        return h[video_id][()]
+
+    def get(self, video_id: str) -> np.ndarray:
+        """The features of one video as float32 [T, D], validated."""
+        arr = np.asarray(self._raw(video_id), dtype=np.float32)
+        return check_features(arr, video_id, self.path, self.dim)
+
+    def check_ids(self, video_ids: Iterable[str]) -> None:
+        """Raise one error naming how many and which (first few) ids are missing."""
+        have = set(self.keys())
+        missing = sorted({v for v in video_ids if v not in have})
+        if missing:
+            shown = ", ".join(missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise DataError(self.path, f"{len(missing)} video(s) missing from the feature store: {shown}{more}")
+
+
+def check_features(arr: np.ndarray, video_id: str, path: Union[str, Path], dim: Optional[int]) -> np.ndarray:
+    """Validate one video's features: 2-D, right width, non-empty, finite."""
+    if arr.ndim != 2:
+        raise DataError(path, f"expected a [T, D] array, got shape {tuple(arr.shape)}", where=f"key {video_id}")
+    if arr.shape[0] == 0:
+        raise DataError(path, "zero-length feature sequence", where=f"key {video_id}")
+    if dim is not None and arr.shape[1] != dim:
+        raise DataError(path, f"expected feature dimension {dim}, got {arr.shape[1]}", where=f"key {video_id}")
+    if not np.isfinite(arr).all():
+        raise DataError(path, "features contain NaN or infinite values", where=f"key {video_id}")
+    return arr
+
+
+def resample(features: np.ndarray, num: int) -> np.ndarray:
+    """Resample [T, D] to [num, D]: mean-pool when shrinking, linear interpolation when growing."""
+    t = features.shape[0]
+    if t == num:
+        return features
+    if t > num:
+        # Each output clip averages the input clips whose span it covers.
+        edges = np.linspace(0, t, num + 1)
+        starts = np.floor(edges[:-1]).astype(int)
+        ends = np.maximum(np.ceil(edges[1:]).astype(int), starts + 1)
+        csum = np.concatenate([np.zeros((1, features.shape[1]), features.dtype), np.cumsum(features, 0)])
+        return ((csum[ends] - csum[starts]) / (ends - starts)[:, None]).astype(np.float32)
+    pos = (np.arange(num) + 0.5) * t / num - 0.5
+    pos = np.clip(pos, 0, t - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, t - 1)
+    w = (pos - lo)[:, None].astype(np.float32)
+    return (features[lo] * (1 - w) + features[hi] * w).astype(np.float32)
+
+
+def _atomic_target(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _fsync_replace(tmp: Path, path: Path) -> None:
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_store(path: Union[str, Path], items: Iterable[tuple[str, np.ndarray]], fmt: Optional[str] = None) -> Path:
+    """Write (video_id, [T, D]) items to a store, atomically per file."""
+    path = Path(path)
+    fmt = fmt or store_format(path)
+    if fmt == "npy":
+        path.mkdir(parents=True, exist_ok=True)
+        for vid, arr in items:
+            tmp = _atomic_target(path / f"{vid}.npy")
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.asarray(arr, dtype=np.float32))
+            _fsync_replace(tmp, path / f"{vid}.npy")
+        return path
+    tmp = _atomic_target(path)
+    try:
+        if fmt == "npz":
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **{vid: np.asarray(a, dtype=np.float32) for vid, a in items})
+        else:
+            import h5py
+
+            with h5py.File(tmp, "w") as h:
+                for vid, arr in items:
+                    h.create_dataset(vid, data=np.asarray(arr, dtype=np.float32))
+        _fsync_replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def iter_store(store: FeatureStore) -> Iterator[tuple[str, np.ndarray]]:
+    """Every (video_id, features) in a store."""
+    for vid in store.keys():
+        yield vid, store.get(vid)
+
+
+def convert_store(src: Union[str, Path], dst: Union[str, Path]) -> int:
+    """Copy every video of one store into another format; returns the count."""
+    store = FeatureStore(src)
+    n = len(store.keys())
+    write_store(dst, iter_store(store))
+    return n

@@ -1,0 +1,287 @@
+"""Shared row validation for the annotation parsers: numbers, windows, points, errors and skips."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional, Union
+
+from momentloc.errors import DataError
+from momentloc.types import Pair
+
+PathLike = Union[str, Path]
+
+
+class SkippedRowWarning(UserWarning):
+    """A bad annotation row was skipped because ``skip_bad=True``."""
+
+
+class RowError(Exception):
+    """A problem confined to one row; the parser turns it into a DataError or a skip."""
+
+
+@dataclass
+class ParseReport:
+    """What a parse did besides returning pairs: skipped rows, repairs and clipping.
+
+    ``skipped`` and ``repaired`` hold one line per row, formatted like a DataError
+    (``file:where: message``). ``clipped_windows`` / ``clipped_points`` count
+    rows whose window end (or point) lay past the video duration by less than
+    the format's tolerance and was clipped to it.
+    """
+
+    rows: int = 0
+    skipped: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    clipped_windows: int = 0
+    clipped_points: int = 0
+    files: list[str] = field(default_factory=list)
+
+
+class RowSink:
+    """Collects parsed pairs for one file; bad rows raise, or are skipped and reported."""
+
+    def __init__(self, path: PathLike, skip_bad: bool, report: Optional[ParseReport]) -> None:
+        self.path = Path(path)
+        self.skip_bad = skip_bad
+        self.report = report if report is not None else ParseReport()
+        self.report.files.append(str(self.path))
+        self.pairs: list[Pair] = []
+        self._ids: dict[str, str] = {}
+
+    def bad(self, where: str, message: str) -> None:
+        """Raise a DataError for this row, or record and warn when skipping bad rows."""
+        err = DataError(self.path, message, where=where)
+        if not self.skip_bad:
+            raise err
+        self.report.skipped.append(str(err))
+        # A warning as well as the report, so a skip is never silent even for
+        # callers that passed no report.
+        warnings.warn(f"skipped {err}", SkippedRowWarning, stacklevel=4)
+
+    def repaired(self, where: str, message: str) -> None:
+        """Record a deliberate repair of a known-bad row."""
+        self.report.repaired.append(str(DataError(self.path, message, where=where)))
+
+    def add(self, pair: Pair, where: str) -> None:
+        """Keep a pair unless its query id was already used in this file."""
+        self.report.rows += 1
+        qid = pair.query_id or ""
+        if qid in self._ids:
+            self.bad(where, f"duplicate query id {qid!r} (first at {self._ids[qid]})")
+            return
+        self._ids[qid] = where
+        self.pairs.append(pair)
+
+
+def read_text(path: PathLike) -> str:
+    """The whole file as UTF-8 text; a DataError names the line of the first bad byte."""
+    data = read_bytes(path)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        message = f"not UTF-8: byte 0x{data[e.start]:02x} cannot be decoded"
+        raise DataError(path, message, where=f"line {line}") from None
+
+
+def read_bytes(path: PathLike) -> bytes:
+    """The raw file; a missing or unreadable file is a DataError."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(p, "file not found")
+    try:
+        return p.read_bytes()
+    except OSError as e:
+        raise DataError(p, f"cannot read: {e.strerror}") from None
+
+
+def iter_lines(path: PathLike) -> Iterator[tuple[int, Optional[str], Optional[str]]]:
+    """(line number, text, error) per non-blank line; error is set for a non-UTF-8 line."""
+    data = read_bytes(path)
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    for i, raw in enumerate(data.split(b"\n"), start=1):
+        raw = raw.rstrip(b"\r")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            yield i, None, f"not UTF-8: byte 0x{raw[e.start]:02x} at column {e.start + 1} cannot be decoded"
+            continue
+        if text.strip():
+            yield i, text, None
+
+
+def load_json(path: PathLike, text: Optional[str] = None) -> tuple[Any, list[str]]:
+    """Parse a JSON document; returns (data, duplicated keys). For a duplicated key the first value is kept."""
+    duplicates: list[str] = []
+
+    def hook(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in items:
+            if k in out:
+                duplicates.append(k)
+                continue
+            out[k] = v
+        return out
+
+    if text is None:
+        text = read_text(path)
+    try:
+        return json.loads(text, object_pairs_hook=hook), duplicates
+    except json.JSONDecodeError as e:
+        raise DataError(path, f"invalid JSON: {e.msg}", where=f"line {e.lineno} column {e.colno}") from None
+
+
+def json_row(text: str) -> Any:
+    """One JSON value from one line of text; syntax errors and duplicate keys are RowErrors."""
+    seen: list[str] = []
+
+    def hook(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in items:
+            if k in out:
+                seen.append(k)
+            out.setdefault(k, v)
+        return out
+
+    try:
+        data = json.loads(text, object_pairs_hook=hook)
+    except json.JSONDecodeError as e:
+        raise RowError(f"invalid JSON at column {e.colno}: {e.msg}") from None
+    if seen:
+        raise RowError(f"duplicate key {seen[0]!r}")
+    return data
+
+
+def field_of(row: Mapping[str, Any], key: str) -> Any:
+    """row[key], or a RowError naming the missing field."""
+    if not isinstance(row, Mapping):
+        raise RowError(f"expected a JSON object, got {type(row).__name__}")
+    if key not in row:
+        raise RowError(f"missing field {key!r}")
+    return row[key]
+
+
+def number(value: Any, what: str) -> float:
+    """A finite JSON number (not a bool, not a string), as float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RowError(f"{what}: expected a number, got {value!r}")
+    out = float(value)
+    if not math.isfinite(out):
+        raise RowError(f"{what}: expected a finite number, got {value!r}")
+    return out
+
+
+def number_token(token: str, what: str) -> float:
+    """A finite number written as text."""
+    try:
+        out = float(token)
+    except ValueError:
+        raise RowError(f"{what}: expected a number, got {token!r}") from None
+    if not math.isfinite(out):
+        raise RowError(f"{what}: expected a finite number, got {token!r}")
+    return out
+
+
+def positive(value: float, what: str) -> float:
+    """value if > 0, else a RowError."""
+    if value <= 0:
+        raise RowError(f"{what}: expected a positive number, got {value:g}")
+    return value
+
+
+def sentence(value: Any, what: str = "sentence") -> str:
+    """A non-empty string, stripped of surrounding white space."""
+    if not isinstance(value, str):
+        raise RowError(f"{what}: expected a string, got {value!r}")
+    out = value.strip()
+    if not out:
+        raise RowError(f"{what}: empty")
+    return out
+
+
+def pair_of_numbers(value: Any, what: str) -> tuple[float, float]:
+    """A [start, end] JSON list of two numbers."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise RowError(f"{what}: expected [start, end], got {value!r}")
+    return number(value[0], f"{what} start"), number(value[1], f"{what} end")
+
+
+def check_window(
+    start: float,
+    end: float,
+    duration: float,
+    tol: float,
+    report: ParseReport,
+    force_clip: bool = False,
+) -> tuple[float, float]:
+    """Validate a window in seconds and clip a small overshoot past the duration.
+
+    Errors: a negative time, end before start (start == end is allowed), a start
+    or end more than ``tol`` seconds past ``duration``. ``force_clip`` skips the
+    tolerance for rows that a documented erratum already flagged.
+    """
+    if start < 0 or end < 0:
+        raise RowError(f"window [{start:g}, {end:g}]: negative time")
+    if end < start:
+        raise RowError(f"window [{start:g}, {end:g}]: end before start")
+    if not force_clip and end > duration + tol:
+        raise RowError(
+            f"window [{start:g}, {end:g}] ends {end - duration:.3g} s past the video duration "
+            f"{duration:g} s (more than the {tol:g} s tolerance)"
+        )
+    if end > duration:
+        report.clipped_windows += 1
+        start, end = min(start, duration), duration
+    return start, end
+
+
+def check_point(
+    point: float,
+    raw: tuple[float, float],
+    clipped: tuple[float, float],
+    report: ParseReport,
+    tol: float = 1e-6,
+) -> float:
+    """Validate that a point lies in its (unclipped) window; move it into the clipped window."""
+    if point < 0:
+        raise RowError(f"point {point:g}: negative time")
+    lo, hi = raw
+    if point < lo - tol or point > hi + tol:
+        raise RowError(f"point {point:g} lies outside its window [{lo:g}, {hi:g}]")
+    inside = min(max(point, clipped[0]), clipped[1])
+    if inside != point and abs(inside - point) > tol:
+        report.clipped_points += 1
+    return inside
+
+
+def repair_erratum(
+    sink: RowSink,
+    where: str,
+    label: str,
+    start: float,
+    end: float,
+    reason: str,
+    duration: float,
+    tol: float,
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Apply the documented fix of a known-bad row: order the times, clip to the video; record it.
+
+    Returns (raw window in time order, clipped window).
+    """
+    raw = (min(start, end), max(start, end))
+    window = check_window(*raw, duration, tol, sink.report, force_clip=True)
+    done = ["swapped" if start > end else "already in order in this file"]
+    if window != raw:
+        done.append(f"clipped to the {duration:g} s video")
+    sink.repaired(where, f"{label} [{start:g}, {end:g}]: {reason}; {', '.join(done)}")
+    return raw, window
+
+
+def erratum(errata: Mapping[tuple[str, float, float], str], video_id: str, start: float, end: float) -> Optional[str]:
+    """The documented reason when (video, window) is a known-bad row, in either time order."""
+    return errata.get((video_id, min(start, end), max(start, end)))

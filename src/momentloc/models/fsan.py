@@ -1,0 +1,293 @@
+"""FSAN (Wang et al., EMNLP 2021): fine-grained semantic alignment, candidate-free.
+
+A transformer encodes the sentence; an Iterative Cross-modal Interaction
+Module (cross-modal then inner-modal attention, 6 layers) mixes tokens and
+clips; a token-by-clip Semantic Alignment Map P (cosines) scores every
+segment (Eq. 8) without any proposal features; training uses a video-level
+triplet loss against sentences of other videos (repeated tokens masked) and
+the inner / outer losses on P weighted by the segment scores.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import field_validator
+from torch import nn
+
+from momentloc.models.base import GroundingModel, InputSpec, ModelConfig, Output
+from momentloc.models.weak_layers import (
+    clip_bounds_to_seconds,
+    rank_segments,
+    repeated_token_mask,
+    sample_negatives,
+    valid_lengths,
+)
+from momentloc.registry import register_model
+from momentloc.types import Batch, Moment
+
+
+class FSANConfig(ModelConfig):
+    """FSAN hyper-parameters."""
+
+    hidden: int = 512  # d_s = d_v
+    align_dim: int = 512  # d_i of W^s, W^v (Eq. 5)
+    heads: int = 8
+    ffn: int = 2048
+    text_layers: int = 2
+    icim_layers: int = 6
+    cross_modal: bool = True  # ICIM ablations (Table 4)
+    inner_modal: bool = True
+    dropout: float = 0.1
+    max_words: int = 128  # sizes of the learnable positional encodings
+    max_clips: int = 1024
+    margin: float = 0.2  # delta of Eq. 6
+    lambda_triplet: float = 1.0 / 3.0
+    lambda_inner: float = 1.0 / 3.0
+    lambda_outer: float = 1.0 / 3.0
+    inner_loss: bool = True  # False / False: the "w/o loss on SAP" ablation
+    outer_loss: bool = True
+    mask_repeated_tokens: bool = True
+    detach_weights: bool = True  # SC_{s,e} as a confidence weight, not a path for gradients
+    nms_iou: float = 0.5
+
+    @field_validator("hidden", "align_dim", "heads", "ffn", "icim_layers", "max_words", "max_clips")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be >= 1")
+        return v
+
+
+class _AttentionBlock(nn.Module):
+    """x <- LN(MA(x, y) + x); x <- LN(FFN(x) + x) (Eqs. 3-4); y = x gives the inner-modal block."""
+
+    def __init__(self, d: int, heads: int, ffn: int, dropout: float) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(d, heads, dropout=dropout, batch_first=True)
+        self.ffn = nn.Sequential(nn.Linear(d, ffn), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn, d))
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, y_mask: torch.Tensor) -> torch.Tensor:
+        """Attend x [B,N,d] over y [B,M,d] (keys where y_mask)."""
+        a = self.attn(x, y, y, key_padding_mask=~y_mask, need_weights=False)[0]
+        x = self.ln1(x + self.drop(a))
+        return self.ln2(x + self.drop(self.ffn(x)))
+
+
+class ICIM(nn.Module):
+    """Iterative Cross-modal Interaction Module: per layer cross-modal then inner-modal attention."""
+
+    def __init__(self, d: int, heads: int, ffn: int, dropout: float, layers: int,
+                 cross_modal: bool = True, inner_modal: bool = True) -> None:
+        super().__init__()
+
+        def blocks(on: bool) -> nn.ModuleList:
+            return nn.ModuleList(_AttentionBlock(d, heads, ffn, dropout) for _ in range(layers if on else 0))
+
+        self.cross_s, self.cross_v = blocks(cross_modal), blocks(cross_modal)
+        self.inner_s, self.inner_v = blocks(inner_modal), blocks(inner_modal)
+        self.layers = layers
+
+    def forward(self, s: torch.Tensor, s_mask: torch.Tensor, v: torch.Tensor,
+                v_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """S'', V'' after every layer."""
+        for i in range(self.layers):
+            if len(self.cross_s):
+                # Both directions read the layer's inputs: S' = f(S, V), V' = f(V, S).
+                s, v = self.cross_s[i](s, v, v_mask), self.cross_v[i](v, s, s_mask)
+            if len(self.inner_s):
+                s, v = self.inner_s[i](s, s, s_mask), self.inner_v[i](v, v, v_mask)
+        return s, v
+
+
+def interval_sums(x: torch.Tensor) -> torch.Tensor:
+    """Sums over every clip interval: x [...,T] -> [...,T,T], entry [s,e] = sum_{j=s..e} x_j (e >= s)."""
+    csum = torch.cat([torch.zeros_like(x[..., :1]), x.cumsum(-1)], -1)
+    return csum[..., None, 1:] - csum[..., :-1, None]
+
+
+def _segment_geometry(clip_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Segment lengths [1,T,T], clips outside each segment [B,T,T], valid [B,T,T]."""
+    t = clip_mask.shape[1]
+    idx = torch.arange(t, device=clip_mask.device)
+    length = (idx[None, :] - idx[:, None] + 1).to(torch.float32)[None]
+    n_v = clip_mask.sum(1).to(torch.float32).view(-1, 1, 1)
+    valid = (length > 0) & (idx.view(1, 1, t) < n_v)
+    return length, n_v - length, valid
+
+
+def _weakest_response(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.Tensor) -> torch.Tensor:
+    """min_i P_ij over valid tokens for each clip [B,T] (0 on padded clips)."""
+    low = p.masked_fill(~tok_mask[:, :, None], float("inf")).min(1).values
+    return low.masked_fill(~clip_mask, 0.0)
+
+
+def segment_scores(p: torch.Tensor, tok_mask: torch.Tensor,
+                   clip_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """SC_{s,e} of Eq. 8 for every segment: (scores [B,T,T] indexed [s,e], valid [B,T,T]).
+
+    Mean of P over the tokens and the segment's clips, minus the mean over the
+    clips outside it of each clip's weakest token response (0 when the segment
+    is the whole video).
+    """
+    tm = tok_mask.to(p.dtype)
+    n_s = tm.sum(1).clamp(min=1.0)
+    per_clip = (p * tm[:, :, None]).sum(1) / n_s[:, None]
+    length, outside, valid = _segment_geometry(clip_mask)
+    inside_mean = interval_sums(per_clip) / length.clamp(min=1.0)
+    low = _weakest_response(p, tok_mask, clip_mask)
+    out_sum = low.sum(1).view(-1, 1, 1) - interval_sums(low)
+    out_mean = torch.where(outside > 0, out_sum / outside.clamp(min=1.0), torch.zeros_like(out_sum))
+    sc = (inside_mean - out_mean).masked_fill(~valid, 0.0)
+    return sc, valid
+
+
+def inner_outer_losses(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.Tensor,
+                       sc: torch.Tensor, valid: torch.Tensor,
+                       detach_weights: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """L^i (Eqs. 9-10) and L^o (Eqs. 11-12), each sum_{s,e} SC_{s,e} L_{s,e} / #segments, batch mean.
+
+    The outer term lowers each outside clip's weakest response as
+    -log(1 - (1 + min_i P_ij) / 2): the printed -log(min_i P_ij) is undefined
+    for negative cosines and, minimised, would raise the response instead.
+    """
+    tm = tok_mask.to(p.dtype)
+    n_s = tm.sum(1).clamp(min=1.0)
+    inner = -(torch.sigmoid(interval_sums(p)) * tm[:, :, None, None]).sum(1) / n_s.view(-1, 1, 1)
+    low = _weakest_response(p, tok_mask, clip_mask)
+    q = -torch.log(((1.0 - low) / 2.0).clamp(min=1e-6)) * clip_mask.to(p.dtype)
+    _, outside, _ = _segment_geometry(clip_mask)
+    q_out = q.sum(1).view(-1, 1, 1) - interval_sums(q)
+    outer = torch.where(outside > 0, q_out / outside.clamp(min=1.0), torch.zeros_like(q_out))
+    w = (sc.detach() if detach_weights else sc) * valid.to(p.dtype)
+    n_seg = valid.sum((1, 2)).clamp(min=1).to(p.dtype)
+    return (w * inner).sum((1, 2)).div(n_seg).mean(), (w * outer).sum((1, 2)).div(n_seg).mean()
+
+
+@register_model("fsan")
+class FSAN(GroundingModel):
+    """Fine-grained Semantic Alignment Network, weakly supervised."""
+
+    supervision = "weak"
+    Config = FSANConfig
+
+    def __init__(self, cfg: FSANConfig, spec: InputSpec) -> None:
+        super().__init__(cfg, spec)
+        self.cfg: FSANConfig = cfg
+        if cfg.hidden % cfg.heads:
+            raise ValueError(f"fsan: hidden ({cfg.hidden}) must be divisible by heads ({cfg.heads})")
+        if spec.num_clips is not None and spec.num_clips > cfg.max_clips:
+            raise ValueError(f"fsan: num_clips {spec.num_clips} exceeds max_clips {cfg.max_clips}")
+        d = cfg.hidden
+        self.word_fc = nn.Linear(spec.text_dim, d)
+        self.video_fc = nn.Linear(spec.video_dim, d)
+        self.text_encoder = nn.TransformerEncoder(
+            nn.TransformerEncoderLayer(d, cfg.heads, cfg.ffn, cfg.dropout, batch_first=True),
+            num_layers=cfg.text_layers, enable_nested_tensor=False,
+        ) if cfg.text_layers > 0 else None
+        self.word_pos = nn.Parameter(torch.zeros(cfg.max_words, d))
+        self.clip_pos = nn.Parameter(torch.zeros(cfg.max_clips, d))
+        nn.init.normal_(self.word_pos, std=0.02)
+        nn.init.normal_(self.clip_pos, std=0.02)
+        self.icim = ICIM(d, cfg.heads, cfg.ffn, cfg.dropout, cfg.icim_layers, cfg.cross_modal,
+                         cfg.inner_modal)
+        self.w_s = nn.Linear(d, cfg.align_dim, bias=False)
+        self.w_v = nn.Linear(d, cfg.align_dim, bias=False)
+
+    def encode_text(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token features with positions, before interaction: [B,L,d], mask [B,L]."""
+        mask = batch.word_mask.clone()
+        mask[:, 0] |= ~mask.any(1)  # an empty sentence keeps one token: attention needs a key
+        if mask.shape[1] > self.cfg.max_words:
+            raise ValueError(f"fsan: {mask.shape[1]} words exceed max_words {self.cfg.max_words}")
+        s = self.word_fc(batch.words) + self.word_pos[: mask.shape[1]]
+        if self.text_encoder is not None:
+            s = self.text_encoder(s, src_key_padding_mask=~mask)
+        return s, mask
+
+    def encode_video(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clip features with positions: [B,T,d], mask [B,T]."""
+        if batch.video.shape[1] > self.cfg.max_clips:
+            raise ValueError(f"fsan: {batch.video.shape[1]} clips exceed max_clips {self.cfg.max_clips}")
+        v = self.video_fc(batch.video)
+        return v + self.clip_pos[: v.shape[1]], batch.video_mask
+
+    def alignment(self, s: torch.Tensor, s_mask: torch.Tensor, v: torch.Tensor,
+                  v_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """ICIM then the Semantic Alignment Map P [B,L,T] (Eq. 5) and the final S'', V''."""
+        s2, v2 = self.icim(s, s_mask, v, v_mask)
+        p = torch.einsum("bli,bti->blt", F.normalize(self.w_s(s2), dim=-1),
+                         F.normalize(self.w_v(v2), dim=-1))
+        valid = s_mask[:, :, None] & v_mask[:, None, :]
+        return p.masked_fill(~valid, 0.0), s2, v2
+
+    def forward(self, batch: Batch) -> Output:
+        """Alignment map and candidate-free scores of every segment."""
+        s, s_mask = self.encode_text(batch)
+        v, v_mask = self.encode_video(batch)
+        p, s2, v2 = self.alignment(s, s_mask, v, v_mask)
+        sc, valid = segment_scores(p, s_mask, v_mask)
+        n_valid = valid_lengths(v_mask)
+        t = v_mask.shape[1]
+        idx = torch.arange(t, device=p.device)
+        start = idx.view(1, t, 1).expand(p.shape[0], t, t)
+        segments = clip_bounds_to_seconds(start, (idx + 1).view(1, 1, t).expand_as(start), n_valid,
+                                          batch.duration)
+        match = sc.masked_fill(~valid, float("-inf")).flatten(1).max(1).values  # Eq. 7
+        tensors = {
+            "alignment_map": p, "segment_scores": sc, "segment_valid": valid,
+            "segments": segments, "match_score": match,
+            "text_in": s, "text_mask": s_mask, "video_in": v,
+        }
+        embeddings = {"clips": v2, "clip_mask": v_mask, "words": s2, "word_mask": s_mask,
+                      "sentence": _masked_mean(s2, s_mask)}
+        return Output(tensors=tensors, embeddings=embeddings)
+
+    def _negative_match(self, out: Output, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """S(V, S-) with tokens shared with S masked on P- (Section 3.3), and validity."""
+        t = out.tensors
+        neg, ok = sample_negatives(batch.video_group, 1)
+        neg = neg[:, 0]
+        p_neg, _, _ = self.alignment(t["text_in"][neg], t["text_mask"][neg], t["video_in"],
+                                     batch.video_mask)
+        tok = t["text_mask"][neg]
+        if self.cfg.mask_repeated_tokens:
+            tok = repeated_token_mask(batch.word_ids, t["text_mask"], batch.word_ids[neg], tok)
+        ok = ok & tok.any(1)
+        tok_safe = tok.clone()
+        tok_safe[:, 0] |= ~tok.any(1)  # rows without a token left are dropped via ok
+        sc, valid = segment_scores(p_neg, tok_safe, batch.video_mask)
+        return sc.masked_fill(~valid, float("-inf")).flatten(1).max(1).values, ok
+
+    def loss(self, out: Output, batch: Batch) -> dict[str, torch.Tensor]:
+        """lambda1 L^t + lambda2 L^i + lambda3 L^o (Eq. 13)."""
+        cfg = self.cfg
+        pos = out["match_score"]
+        neg, ok = self._negative_match(out, batch)
+        okf = ok.to(pos.dtype)
+        hinge = F.relu(cfg.margin - pos + torch.where(ok, neg, torch.zeros_like(neg)))
+        triplet = (hinge * okf).sum() / okf.sum().clamp(min=1.0)
+        inner, outer = inner_outer_losses(out["alignment_map"], out["text_mask"], batch.video_mask,
+                                          out["segment_scores"], out["segment_valid"],
+                                          cfg.detach_weights)
+        total = cfg.lambda_triplet * triplet
+        if cfg.inner_loss:
+            total = total + cfg.lambda_inner * inner
+        if cfg.outer_loss:
+            total = total + cfg.lambda_outer * outer
+        return {"total": total, "triplet": triplet.detach(), "inner": inner.detach(),
+                "outer": outer.detach(), "score_pos": pos.detach().mean(),
+                "score_neg": (neg.masked_fill(~ok, 0.0)).detach().sum() / okf.sum().clamp(min=1.0)}
+
+    def decode(self, out: Output, batch: Batch, k: int = 5) -> list[list[Moment]]:
+        """Segments ranked by SC_{s,e}, NMS, seconds."""
+        b = out["segments"].shape[0]
+        return rank_segments(out["segments"].reshape(b, -1, 2), out["segment_scores"].reshape(b, -1),
+                             out["segment_valid"].reshape(b, -1), batch.duration, k, self.cfg.nms_iou)
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask[..., None].to(x.dtype)
+    return (x * m).sum(1) / m.sum(1).clamp(min=1.0)

@@ -1,0 +1,376 @@
+"""Shared pieces of the point-supervised models (ViGA-style baseline and SG-SCI).
+
+The pipeline follows SG-SCI Sec. 3.2: projected + position-encoded clips,
+GloVe -> BiGRU + position-encoded words, self-attention per modality,
+cross-modal attention both ways, optional Granularity Correspondence
+Alignment (Sec. 3.3), a max-pooled sentence vector, and inference that
+expands the best-matching clip into a moment.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from momentloc.models.base import GroundingModel, InputSpec, ModelConfig, Output
+from momentloc.types import Batch, Moment
+
+NEG = -1e9  # masked logit; finite so that 0 * masked stays 0 in the losses
+
+
+class PointConfig(ModelConfig):
+    """Hyper-parameters shared by the point-supervised models."""
+
+    dim: int = 512
+    num_layers: int = 2  # self- and cross-attention layers per modality
+    gru_layers: int = 2
+    num_heads: int = 8
+    dropout: float = 0.1
+    max_clips: int = 128  # learnable clip position table; interpolated when a video is longer
+    max_words: int = 64  # learnable word position table
+    sigma: float = 0.04  # Gaussian width of Eq. (5), in units of half the video
+    temperature: float = 0.07  # softmax temperature over cosine similarities
+    anchor: Literal["similarity", "attention"] = "similarity"
+    pooling: Literal["max", "mean"] = "max"  # moment feature from its clips
+    moment_length_factors: list[float] = [0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4]
+    overlap_factors: list[float] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    nms_threshold: float = 0.5  # only matters for k > 1
+
+
+# --------------------------------------------------------------------------- blocks
+
+
+class FeedForward(nn.Module):
+    """Pre-norm position-wise feed-forward block with a residual."""
+
+    def __init__(self, dim: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.net = nn.Sequential(nn.Linear(dim, 4 * dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(4 * dim, dim), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x + FFN(LN(x))."""
+        return x + self.net(self.norm(x))
+
+
+class SelfAttentionLayer(nn.Module):
+    """Pre-norm multi-head self-attention + feed-forward; padded rows stay zero."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.drop = nn.Dropout(dropout)
+        self.ffn = FeedForward(dim, dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x [B,N,D] with mask [B,N] -> [B,N,D]."""
+        h = self.norm(x)
+        a, _ = self.attn(h, h, h, key_padding_mask=~mask, need_weights=False)
+        return self.ffn(x + self.drop(a)) * mask[..., None]
+
+
+class CrossModalLayer(nn.Module):
+    """Words attend to clips and clips attend to words (Eq. 2); returns both score maps."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.norm_w = nn.LayerNorm(dim)
+        self.norm_v = nn.LayerNorm(dim)
+        self.w2v = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.v2w = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.drop = nn.Dropout(dropout)
+        self.ffn_w = FeedForward(dim, dropout)
+        self.ffn_v = FeedForward(dim, dropout)
+
+    def forward(self, w, w_mask, v, v_mask):  # type: ignore[no-untyped-def]
+        """-> (words [B,L,D], clips [B,T,D], word->clip scores [B,L,T], clip->word scores [B,T,L])."""
+        wn, vn = self.norm_w(w), self.norm_v(v)
+        w_att, w2v = self.w2v(wn, vn, vn, key_padding_mask=~v_mask)
+        v_att, v2w = self.v2w(vn, wn, wn, key_padding_mask=~w_mask)
+        w = self.ffn_w(w + self.drop(w_att)) * w_mask[..., None]
+        v = self.ffn_v(v + self.drop(v_att)) * v_mask[..., None]
+        return w, v, w2v, v2w
+
+
+def positions(table: torch.Tensor, n: int) -> torch.Tensor:
+    """The first ``n`` rows of a learnable position table, linearly stretched when n exceeds it."""
+    if n <= table.shape[0]:
+        return table[:n]
+    return F.interpolate(table.T[None], size=n, mode="linear", align_corners=True)[0].T
+
+
+def masked_max(x: torch.Tensor, mask: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Max over the valid entries of ``x`` along ``dim`` (mask broadcasts over the last dim)."""
+    return x.masked_fill(~mask[..., None], float("-inf")).max(dim=dim).values
+
+
+def granularity_alignment(
+    x: torch.Tensor,
+    x_mask: torch.Tensor,
+    scores: torch.Tensor,
+    other_mask: torch.Tensor,
+    other_pooled: torch.Tensor,
+    alpha: float,
+    prior: str = "both",
+) -> torch.Tensor:
+    """GCA (Eqs. 6-10) for one modality.
+
+    ``scores`` [B,N,M] holds, in column j, how the other modality's item j
+    attends over this modality's N items. The attention prior is the row
+    max (Eq. 7), the global prior the cosine with the other side's pooled
+    vector (Eq. 8); their mean reweights each item (Eq. 9), and alpha mixes
+    the result with the input (Eq. 10).
+    """
+    attention = scores.masked_fill(~other_mask[:, None, :], float("-inf")).max(dim=2).values
+    global_ = F.cosine_similarity(x, other_pooled[:, None, :], dim=-1)
+    if prior == "both":
+        weight = 0.5 * (global_ + attention)
+    elif prior == "attention":
+        weight = attention
+    else:
+        weight = global_
+    aligned = weight[..., None] * x
+    return (alpha * x + (1.0 - alpha) * aligned) * x_mask[..., None]
+
+
+class PointEncoder(nn.Module):
+    """Feature extraction + multi-modal interaction (+ GCA when ``alpha`` is given)."""
+
+    def __init__(self, cfg: PointConfig, spec: InputSpec, gca: Optional[dict] = None) -> None:
+        super().__init__()
+        d = cfg.dim
+        self.video_proj = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(spec.video_dim, d), nn.ReLU())
+        self.video_pos = nn.Parameter(torch.randn(max(cfg.max_clips, spec.num_clips or 0), d) * 0.02)
+        self.video_norm = nn.LayerNorm(d)
+        self.gru = nn.GRU(spec.text_dim, d // 2, num_layers=cfg.gru_layers, batch_first=True, bidirectional=True,
+                          dropout=cfg.dropout if cfg.gru_layers > 1 else 0.0)
+        self.word_pos = nn.Parameter(torch.randn(cfg.max_words, d) * 0.02)
+        self.word_norm = nn.LayerNorm(d)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.video_self = nn.ModuleList(SelfAttentionLayer(d, cfg.num_heads, cfg.dropout) for _ in range(cfg.num_layers))
+        self.word_self = nn.ModuleList(SelfAttentionLayer(d, cfg.num_heads, cfg.dropout) for _ in range(cfg.num_layers))
+        self.cross = nn.ModuleList(CrossModalLayer(d, cfg.num_heads, cfg.dropout) for _ in range(cfg.num_layers))
+        # gca: {"alpha", "video", "text", "prior"} or None for the plain pipeline.
+        self.gca = gca
+
+    def encode_words(self, words: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """GloVe vectors [B,L,E] -> BiGRU states + learnable positions [B,L,D]."""
+        lengths = mask.sum(1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(words, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.gru(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=words.shape[1])
+        L = words.shape[1]
+        if L > self.word_pos.shape[0]:
+            raise ValueError(f"query has {L} words; the model's max_words is {self.word_pos.shape[0]}")
+        return self.drop(self.word_norm(out + self.word_pos[:L])) * mask[..., None]
+
+    def encode_video(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Clip features [B,T,Dv] -> FC + learnable positions [B,T,D]."""
+        v = self.video_proj(video) + positions(self.video_pos, video.shape[1])
+        return self.drop(self.video_norm(v)) * mask[..., None]
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Encode a batch; returns clips [B,T,D], words [B,L,D], sentence [B,D] and score maps."""
+        v_mask, w_mask = batch.video_mask, batch.word_mask
+        v = self.encode_video(batch.video, v_mask)
+        w = self.encode_words(batch.words, w_mask)
+        for layer in self.video_self:
+            v = layer(v, v_mask)
+        for layer in self.word_self:
+            w = layer(w, w_mask)
+        w2v = v2w = None
+        for layer in self.cross:
+            w, v, w2v, v2w = layer(w, w_mask, v, v_mask)
+        if self.gca is not None:
+            v, w = self._align(v, v_mask, w, w_mask, w2v, v2w)
+        sentence = masked_max(w, w_mask)
+        return {"clips": v, "words": w, "sentence": sentence, "word_to_clip": w2v, "clip_to_word": v2w}
+
+    def _align(self, v, v_mask, w, w_mask, w2v, v2w):  # type: ignore[no-untyped-def]
+        """Both GCA branches read the cross-attention outputs, so neither sees the other's result."""
+        g = self.gca or {}
+        new_v, new_w = v, w
+        if g.get("video", True):
+            # A_{q->v} [B,T,L]: column j is word j's attention over the clips.
+            new_v = granularity_alignment(v, v_mask, w2v.transpose(1, 2), w_mask, masked_max(w, w_mask), g["alpha"], g["prior"])
+        if g.get("text", True):
+            new_w = granularity_alignment(w, w_mask, v2w.transpose(1, 2), v_mask, masked_max(v, v_mask), g["alpha"], g["prior"])
+        return new_v, new_w
+
+
+# --------------------------------------------------------------------------- targets and losses
+
+
+def glance_index(point: torch.Tensor, duration: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The clip holding the glance: clip i of n covers [i/n, (i+1)/n] * duration."""
+    frac = (point / duration.clamp(min=1e-6)).clamp(0.0, 1.0)
+    idx = torch.floor(frac * lengths.to(frac.dtype)).long()
+    return torch.minimum(idx, lengths - 1).clamp(min=0)
+
+
+def log_gaussian(center: torch.Tensor, lengths: torch.Tensor, T: int, sigma: float) -> torch.Tensor:
+    """log of Eq. (5): G_i = exp(-((i - tau) * 2 / (Lv - 1))^2 / (2 sigma^2)) / (sqrt(2 pi) sigma); [B,T]."""
+    i = torch.arange(T, device=center.device, dtype=torch.float32)[None, :]
+    scale = 2.0 / (lengths.to(torch.float32) - 1).clamp(min=1.0)
+    x = (i - center.to(torch.float32)[:, None]) * scale[:, None]
+    return -(x ** 2) / (2 * sigma ** 2) - math.log(math.sqrt(2 * math.pi) * sigma)
+
+
+def gaussian_weights(center: torch.Tensor, lengths: torch.Tensor, T: int, sigma: float) -> torch.Tensor:
+    """Eq. (5) at every clip [B,T]; 0 on padding."""
+    valid = torch.arange(T, device=center.device)[None, :] < lengths[:, None]
+    return torch.exp(log_gaussian(center, lengths, T, sigma)) * valid
+
+
+def normalize_target(weights: torch.Tensor) -> torch.Tensor:
+    """Scale non-negative weights [B,N] to sum 1 per row."""
+    return weights / weights.sum(-1, keepdim=True).clamp(min=1e-30)
+
+
+def masked_log_softmax(scores: torch.Tensor, mask: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log softmax(scores / temperature) over the valid entries."""
+    return torch.log_softmax((scores / temperature).masked_fill(~mask, NEG), dim=-1)
+
+
+def soft_cross_entropy(target: torch.Tensor, log_probs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of -sum_i target_i log p_i."""
+    return -(target * log_probs * mask).sum(-1).mean()
+
+
+def kl_divergence(target: torch.Tensor, log_probs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of sum_i target_i (log target_i - log p_i), with 0 log 0 = 0."""
+    log_t = torch.log(target.clamp(min=1e-30))
+    terms = torch.where((target > 0) & mask, target * (log_t - log_probs), torch.zeros_like(target))
+    return terms.sum(-1).mean()
+
+
+# --------------------------------------------------------------------------- inference
+
+
+def anchor_proposals(anchor: torch.Tensor, lengths: torch.Tensor, T: int, length_factors: list[float],
+                     overlap_factors: list[float]) -> torch.Tensor:
+    """Valid-start mask [B,K,T] of spans around the anchor (ViGA's point expansion).
+
+    Span length l_k = round(n * f_k); starts step by l - round(l * o) from
+    the leftmost span that still holds the anchor; every span holds the
+    anchor and lies inside the video. Lengths repeated for short videos
+    are kept once.
+    """
+    dev = anchor.device
+    n = lengths.to(torch.float32)[:, None]
+    f = torch.tensor(length_factors, device=dev)[None, :]
+    span = torch.round(n * f).long().clamp(min=1)
+    span = torch.minimum(span, lengths[:, None])  # [B,K]
+    lo = (anchor[:, None] - span + 1).clamp(min=0)
+    hi = torch.minimum(anchor[:, None], lengths[:, None] - span)
+    o = torch.tensor(overlap_factors, device=dev)
+    step = span[..., None] - torch.round(span[..., None].to(torch.float32) * o).long()  # [B,K,O]
+    s = torch.arange(T, device=dev)
+    offset = s[None, None, :] - lo[..., None]  # [B,K,T]
+    on_grid = ((offset[:, :, None, :] % step.clamp(min=1)[..., None]) == 0) & (step[..., None] > 0)
+    valid = on_grid.any(2) & (offset >= 0) & (s[None, None, :] <= hi[..., None])
+    first = torch.ones_like(span, dtype=torch.bool)
+    for k in range(1, span.shape[1]):
+        first[:, k] = ~(span[:, :k] == span[:, k : k + 1]).any(1)
+    return valid & first[..., None], span
+
+
+def span_features(clips: torch.Tensor, mask: torch.Tensor, anchor: torch.Tensor, starts: torch.Tensor,
+                  ends: torch.Tensor, rows: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Pooled features [C,D] of spans [start, end) that all hold their row's anchor."""
+    if pooling == "mean":
+        cs = torch.cat([torch.zeros_like(clips[:, :1]), (clips * mask[..., None]).cumsum(1)], 1)
+        return (cs[rows, ends] - cs[rows, starts]) / (ends - starts).clamp(min=1)[:, None].to(clips.dtype)
+    t = torch.arange(clips.shape[1], device=clips.device)[None, :]
+    neg = torch.finfo(clips.dtype).min
+    # Running maxima outward from the anchor: any anchored span is max(left part, right part).
+    left = clips.masked_fill((t > anchor[:, None])[..., None] | ~mask[..., None], neg)
+    left = torch.flip(torch.cummax(torch.flip(left, [1]), 1).values, [1])
+    right = clips.masked_fill((t < anchor[:, None])[..., None] | ~mask[..., None], neg)
+    right = torch.cummax(right, 1).values
+    return torch.maximum(left[rows, starts], right[rows, ends - 1])
+
+
+# --------------------------------------------------------------------------- the shared model
+
+
+class PointGroundingModel(GroundingModel):
+    """Encoder + anchor-expansion decoding shared by the point-supervised models."""
+
+    supervision = "point"
+    Config = PointConfig
+
+    def __init__(self, cfg: PointConfig, spec: InputSpec, gca: Optional[dict] = None) -> None:
+        super().__init__(cfg, spec)
+        if cfg.dim % 2 or cfg.dim % cfg.num_heads:
+            raise ValueError(f"dim {cfg.dim} must be even and divisible by num_heads {cfg.num_heads}")
+        self.encoder = PointEncoder(cfg, spec, gca)
+
+    def forward(self, batch: Batch) -> Output:
+        """Encode, then the cosine of every clip with the sentence (S_i of Sec. 3.2.3)."""
+        enc = self.encoder(batch)
+        sim = F.cosine_similarity(enc["clips"], enc["sentence"][:, None, :], dim=-1)
+        tensors = dict(enc, clip_sim=sim)
+        emb = {"clips": enc["clips"], "clip_mask": batch.video_mask, "sentence": enc["sentence"],
+               "words": enc["words"], "word_mask": batch.word_mask}
+        return Output(tensors=tensors, embeddings=emb)
+
+    def point_target(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(glance clip index [B], Gaussian of Eq. 5 [B,T]) from the point label alone."""
+        if batch.point is None:
+            raise ValueError(f"{type(self).__name__} is point-supervised: the batch carries no point label")
+        lengths = batch.video_mask.sum(1)
+        tau = glance_index(batch.point, batch.duration, lengths)
+        return tau, gaussian_weights(tau, lengths, batch.video_mask.shape[1], self.cfg.sigma)
+
+    def anchors(self, out: Output, batch: Batch) -> torch.Tensor:
+        """The clip that best matches the query: highest similarity or word-averaged attention."""
+        mask = batch.video_mask
+        if self.cfg.anchor == "attention":
+            w2v = out["word_to_clip"] * batch.word_mask[..., None]
+            score = w2v.sum(1) / batch.word_mask.sum(1, keepdim=True).clamp(min=1)
+        else:
+            score = out["clip_sim"]
+        return score.masked_fill(~mask, float("-inf")).argmax(1)
+
+    @torch.no_grad()
+    def decode(self, out: Output, batch: Batch, k: int = 5) -> list[list[Moment]]:
+        """Expand the anchor into spans, score each by cosine with the sentence, keep top-k after NMS."""
+        from momentloc.decode import nms, topk_segments
+
+        clips, mask = out["clips"].float(), batch.video_mask
+        B, T = mask.shape
+        lengths = mask.sum(1)
+        anchor = self.anchors(out, batch)
+        valid, span = anchor_proposals(anchor, lengths, T, self.cfg.moment_length_factors, self.cfg.overlap_factors)
+        rows, kk, starts = valid.nonzero(as_tuple=True)
+        ends = starts + span[rows, kk]
+        feats = span_features(clips, mask, anchor, starts, ends, rows, self.cfg.pooling)
+        scores = torch.zeros(valid.shape, device=clips.device)
+        scores[rows, kk, starts] = F.cosine_similarity(feats, out["sentence"].float()[rows], dim=-1)
+        s = torch.arange(T, device=clips.device)[None, None, :].expand_as(valid)
+        seg = torch.stack([s, s + span[..., None]], -1).float()
+        seg = seg / lengths[:, None, None, None].float() * batch.duration.float()[:, None, None, None]
+        seg, scores, valid = seg.flatten(1, 2), scores.flatten(1, 2), valid.flatten(1, 2)
+        kept = nms(seg, scores, self.cfg.nms_threshold, k, valid)
+        # NMS may leave fewer than k; fill with the best suppressed spans so R@k sees k moments.
+        best = topk_segments(seg, scores, k, valid)
+        return [self._moments(kept, best, b, k, float(batch.duration[b])) for b in range(B)]
+
+    @staticmethod
+    def _moments(kept, best, b: int, k: int, duration: float) -> list[Moment]:  # type: ignore[no-untyped-def]
+        """Kept moments of row ``b`` in seconds, then fillers not already kept."""
+        out: list[Moment] = []
+        seen: set[tuple[float, float]] = set()
+        for seg, score, ok in ((kept[0][b], kept[1][b], kept[2][b]), (best[0][b], best[1][b], best[2][b])):
+            for i in range(seg.shape[0]):
+                key = (round(float(seg[i, 0]), 6), round(float(seg[i, 1]), 6))
+                if len(out) < k and bool(ok[i]) and key not in seen:
+                    seen.add(key)
+                    out.append(Moment(max(0.0, key[0]), min(duration, key[1]), float(score[i])))
+        return out

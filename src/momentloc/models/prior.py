@@ -1,0 +1,86 @@
+"""The prior-only baseline: moment-length and position statistics of train, no video, no query."""
+
+from __future__ import annotations
+
+import torch
+
+from momentloc.models.base import GroundingModel, InputSpec, ModelConfig, Output
+from momentloc.registry import register_model
+from momentloc.types import Batch, Moment
+
+
+class PriorConfig(ModelConfig):
+    """Grid resolution of the (start, end) histogram and the IoU the prior aims at."""
+
+    bins: int = 20
+    target_iou: float = 0.5
+
+
+@register_model("prior")
+class PriorBaseline(GroundingModel):
+    """Counts training windows on a grid of normalised (start, end) and returns the
+    windows that would have hit the most of them at ``target_iou`` — the best a
+    model can do that looks at neither the video nor the sentence."""
+
+    supervision = "full"
+    Config = PriorConfig
+
+    def __init__(self, cfg: PriorConfig, spec: InputSpec) -> None:
+        super().__init__(cfg, spec)
+        g = cfg.bins
+        idx = torch.arange(g)
+        s, e = torch.meshgrid(idx, idx, indexing="ij")
+        keep = s <= e
+        cells = torch.stack([s[keep], e[keep] + 1], 1).float() / g  # [C, 2] fractions
+        self.register_buffer("cells", cells)
+        self.register_buffer("counts", torch.zeros(len(cells)))
+        # Lightning needs one parameter to build an optimiser; it never gets a gradient signal.
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, batch: Batch) -> Output:
+        """The same ranked windows for every pair."""
+        return Output(tensors={"scores": self._cell_scores()})
+
+    def _cell_scores(self) -> torch.Tensor:
+        c = self.cells
+        inter = (torch.minimum(c[:, None, 1], c[None, :, 1]) - torch.maximum(c[:, None, 0], c[None, :, 0])).clamp(min=0)
+        union = torch.maximum(c[:, None, 1], c[None, :, 1]) - torch.minimum(c[:, None, 0], c[None, :, 0])
+        hit = (inter / union.clamp(min=1e-9)) >= self.cfg.target_iou
+        return hit.float() @ self.counts
+
+    def loss(self, out: Output, batch: Batch) -> dict[str, torch.Tensor]:
+        """Accumulate the batch's windows into the histogram (a zero loss)."""
+        if self.training and batch.windows is not None:
+            frac = (batch.windows / batch.duration[:, None]).clamp(0, 1)
+            g = self.cfg.bins
+            s = (frac[:, 0] * g).floor().clamp(0, g - 1)
+            e = (frac[:, 1] * g).ceil().clamp(1, g) - 1
+            e = torch.maximum(e, s)
+            cell = torch.nonzero(
+                (self.cells[None, :, 0] == (s / g)[:, None]) & (self.cells[None, :, 1] == ((e + 1) / g)[:, None])
+            )[:, 1]
+            self.counts += torch.bincount(cell, minlength=len(self.cells)).float()
+        return {"total": self.anchor.sum() * 0.0}
+
+    def decode(self, out: Output, batch: Batch, k: int = 5) -> list[list[Moment]]:
+        """Top-k prior windows (greedy, skipping near-duplicates) scaled to each duration."""
+        scores = out["scores"]
+        order = torch.argsort(scores, descending=True)
+        chosen: list[int] = []
+        for i in order.tolist():
+            c = self.cells[i]
+            if all(_iou(c, self.cells[j]) < 0.5 for j in chosen):
+                chosen.append(i)
+            if len(chosen) == k:
+                break
+        total = scores.max().clamp(min=1.0)
+        result = []
+        for d in batch.duration.tolist():
+            result.append([Moment(float(self.cells[i, 0]) * d, float(self.cells[i, 1]) * d, float(scores[i] / total)) for i in chosen])
+        return result
+
+
+def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    inter = max(0.0, float(min(a[1], b[1]) - max(a[0], b[0])))
+    union = float(max(a[1], b[1]) - min(a[0], b[0]))
+    return inter / union if union > 0 else 0.0

@@ -1,0 +1,197 @@
+"""Building blocks of 2D-TAN: clip resampling, the 2D moment map, the masked
+temporal adjacent network, scaled-IoU targets and the sentence encoder."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+# Moments up to this many clips are all candidates (2D-TAN: "N = 16 dense").
+DENSE_SPAN = 16
+# Layers per sparse scale after the dense one (2D-TAN's [16, 8, 8, ...]).
+SCALE_LAYERS = 8
+
+
+def sparse_candidate_mask(n: int) -> torch.Tensor:
+    """[N,N] bool: cell (a, b) is a candidate moment under 2D-TAN's sampling rule G(a, b).
+
+    With len = b - a + 1 and k = ceil(log2(len / 8)): k <= 1 keeps every cell
+    (dense short moments); otherwise s = 2^(k-1), s' = 2^(k+2) - 1 and the cell
+    is kept when a mod s == 0 and (b - s') mod s == 0.
+    """
+    a = torch.arange(n)[:, None].expand(n, n)
+    b = torch.arange(n)[None, :].expand(n, n)
+    length = (b - a + 1).clamp(min=1).double()
+    k = torch.ceil(torch.log2(length / (DENSE_SPAN // 2))).long()
+    s = torch.where(k > 1, 2 ** (k - 1).clamp(min=0), torch.ones_like(k))
+    s_prime = torch.where(k > 1, 2 ** (k + 2) - 1, torch.zeros_like(k))
+    keep = (a % s == 0) & ((b - s_prime) % s == 0)
+    return keep & (b >= a)
+
+
+def resample_clips(video: torch.Tensor, mask: torch.Tensor, n: int) -> torch.Tensor:
+    """Average-pool each video's valid clip prefix to ``n`` equal bins: [B,T,D] -> [B,n,D].
+
+    Bin j covers the fraction [j/n, (j+1)/n] of the valid clips, each input clip
+    weighted by its overlap with the bin, so bins stay aligned with time even when
+    the valid length is not a multiple of n (or is shorter than n).
+    """
+    valid = mask.sum(1).clamp(min=1).to(video.dtype)  # [B]
+    t = torch.arange(video.shape[1], device=video.device, dtype=video.dtype)
+    j = torch.arange(n, device=video.device, dtype=video.dtype)
+    width = valid / n  # bin width in clips, [B]
+    lo = j[None, :] * width[:, None]  # [B,n]
+    hi = lo + width[:, None]
+    overlap = (torch.minimum(t[None, None, :] + 1, hi[..., None]) - torch.maximum(t[None, None, :], lo[..., None]))
+    weights = overlap.clamp(min=0) * mask[:, None, :].to(video.dtype)  # [B,n,T]
+    weights = weights / weights.sum(-1, keepdim=True).clamp(min=1e-12)
+    return torch.bmm(weights, video)
+
+
+class MomentMap(nn.Module):
+    """The 2D temporal feature map: cell (a, b) summarises clips a..b.
+
+    Built hierarchically as in 2D-TAN: the dense scale grows the span one clip per
+    layer (kernel 2, stride 1); each later scale starts with kernel 3 / stride 2 and
+    then grows by its stride per layer. The cells it visits are exactly those of
+    ``sparse_candidate_mask``. ``variant="pool"`` reduces with max-pooling (so a cell
+    is the max over its clips), ``variant="conv"`` with a learned Conv1d + ReLU per layer.
+    """
+
+    def __init__(self, num_clips: int, hidden: int, variant: Literal["pool", "conv"] = "pool") -> None:
+        super().__init__()
+        self.num_clips = num_clips
+        self.variant = variant
+        self.steps = self._plan(num_clips)
+        self.convs = nn.ModuleList()
+        if variant == "conv":
+            for kernel, stride, *_ in self.steps:
+                self.convs.append(nn.Conv1d(hidden, hidden, kernel, stride))
+        mask = torch.zeros(num_clips, num_clips, dtype=torch.bool)
+        idx = torch.arange(num_clips)
+        mask[idx, idx] = True
+        for _, _, starts, ends in self.steps:
+            mask[starts, ends] = True
+        self.register_buffer("mask", mask, persistent=False)
+
+    @staticmethod
+    def _plan(n: int) -> list[tuple[int, int, torch.Tensor, torch.Tensor]]:
+        """(kernel, stride, start indices, end indices) of every reduction layer."""
+        steps = []
+        positions, stride, span = n, 1, 1
+        scale, layer = 0, 1  # layer 0 of the dense scale is the identity (the diagonal)
+        while True:
+            first = scale > 0 and layer == 0
+            kernel, step = (3, 2) if first else (2, 1)
+            if positions < kernel:
+                break
+            positions = (positions - kernel) // step + 1
+            span += 2 * stride if first else stride
+            stride *= step
+            starts = torch.arange(positions) * stride
+            steps.append((kernel, step, starts, starts + span - 1))
+            layer += 1
+            if layer == (DENSE_SPAN if scale == 0 else SCALE_LAYERS):
+                scale, layer = scale + 1, 0
+        return steps
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        """clips [B,H,N] -> map [B,H,N,N] (zeros outside the candidate cells)."""
+        B, H, N = clips.shape
+        out = clips.new_zeros(B, H, N, N)
+        idx = torch.arange(N, device=clips.device)
+        out[:, :, idx, idx] = clips
+        x = clips
+        for i, (kernel, stride, starts, ends) in enumerate(self.steps):
+            if self.variant == "conv":
+                x = F.relu(self.convs[i](x))
+            else:
+                x = F.max_pool1d(x, kernel, stride)
+            out[:, :, starts.to(clips.device), ends.to(clips.device)] = x
+        return out
+
+
+class MaskedMapConv(nn.Module):
+    """The temporal adjacent network: a stack of 2D convolutions over the moment map.
+
+    Convolutions see only valid cells: inputs outside the current mask are zero and
+    each output is rescaled by k^2 / (number of valid cells under the kernel), so a
+    sparse neighbourhood is not diluted by padding. As in the 2D-TAN release the mask
+    grows by the kernel's reach after each layer (so context crosses the gaps between
+    sparse candidates), but it never leaves the upper triangle a <= b.
+    """
+
+    def __init__(self, hidden: int, kernel: int, layers: int) -> None:
+        super().__init__()
+        if kernel % 2 == 0:
+            raise ValueError(f"kernel_size must be odd, got {kernel}")
+        self.kernel = kernel
+        self.convs = nn.ModuleList(nn.Conv2d(hidden, hidden, kernel, padding=kernel // 2) for _ in range(layers))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x [B,H,N,N], candidate mask [N,N] -> [B,H,N,N]."""
+        n = mask.shape[-1]
+        upper = torch.ones(n, n, dtype=torch.bool, device=x.device).triu()
+        m = mask.to(x.dtype)[None, None]
+        ones = x.new_ones(1, 1, self.kernel, self.kernel)
+        for conv in self.convs:
+            count = F.conv2d(m, ones, padding=self.kernel // 2)
+            scale = torch.where(count > 0, self.kernel**2 / count.clamp(min=1), torch.zeros_like(count))
+            y = F.conv2d(x * m, conv.weight, None, padding=self.kernel // 2) * scale
+            m = ((count > 0) & upper).to(x.dtype)
+            x = F.relu(y + conv.bias[None, :, None, None]) * m
+        return x
+
+
+def moment_bounds(n: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Start and end of every cell (a, b) as fractions of the video: a/N and (b+1)/N, [N,N] each."""
+    idx = torch.arange(n, device=device, dtype=torch.float32)
+    start = (idx[:, None] / n).expand(n, n)
+    end = ((idx[None, :] + 1) / n).expand(n, n)
+    return start, end
+
+
+def cell_iou(windows: torch.Tensor, n: int) -> torch.Tensor:
+    """IoU of every cell with each ground truth: windows [B,2] in video fractions -> [B,N,N]."""
+    start, end = moment_bounds(n, windows.device)
+    s, e = windows[:, 0, None, None], windows[:, 1, None, None]
+    inter = (torch.minimum(end, e) - torch.maximum(start, s)).clamp(min=0)
+    union = torch.maximum(end, e) - torch.minimum(start, s)
+    return inter / union.clamp(min=1e-12)
+
+
+def scaled_iou_targets(windows: torch.Tensor, n: int, t_min: float, t_max: float) -> torch.Tensor:
+    """2D-TAN labels: IoU mapped linearly from [t_min, t_max] to [0, 1] and clipped, [B,N,N]."""
+    iou = cell_iou(windows, n)
+    return ((iou - t_min) / (t_max - t_min)).clamp(0.0, 1.0)
+
+
+def masked_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of sigmoid(logits) against soft targets, mean over the masked cells."""
+    mask = mask.expand_as(logits)
+    return F.binary_cross_entropy_with_logits(logits[mask], targets[mask])
+
+
+class SentenceEncoder(nn.Module):
+    """GloVe word vectors -> multi-layer LSTM; the sentence is its last valid hidden state."""
+
+    def __init__(self, text_dim: int, hidden: int, layers: int, bidirectional: bool) -> None:
+        super().__init__()
+        if bidirectional and hidden % 2:
+            raise ValueError(f"hidden_size must be even for a bidirectional LSTM, got {hidden}")
+        per_dir = hidden // 2 if bidirectional else hidden
+        self.lstm = nn.LSTM(text_dim, per_dir, num_layers=layers, batch_first=True, bidirectional=bidirectional)
+        self.bidirectional = bidirectional
+
+    def forward(self, words: torch.Tensor, word_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """words [B,L,E], mask [B,L] -> (per-word states [B,L,H], sentence [B,H])."""
+        lengths = word_mask.sum(1).clamp(min=1).cpu()
+        packed = pack_padded_sequence(words, lengths, batch_first=True, enforce_sorted=False)
+        states, (h_n, _) = self.lstm(packed)
+        states, _ = pad_packed_sequence(states, batch_first=True, total_length=words.shape[1])
+        sentence = torch.cat([h_n[-2], h_n[-1]], -1) if self.bidirectional else h_n[-1]
+        return states, sentence

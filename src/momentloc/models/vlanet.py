@@ -1,0 +1,268 @@
+"""VLANet (Ma et al., ECCV 2020): weakly supervised moment retrieval.
+
+Surrogate Proposal Selection picks, in every group of windows that share a
+start, the window closest to the sentence; the Cascaded Cross-modal
+Attention (dense attention V2V, Q2Q, then alternating V<-Q / Q<-V) weighs
+the surrogates; a margin loss ranks the true (video, sentence) pair above
+pairs with the sentence of another video of the batch. The attention that
+the query puts on each surrogate is its localisation score.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import torch
+import torch.nn.functional as F
+from pydantic import field_validator
+from torch import nn
+
+from momentloc.models.base import GroundingModel, InputSpec, ModelConfig, Output
+from momentloc.models.weak_layers import (
+    clip_bounds_to_seconds,
+    last_valid,
+    rank_segments,
+    sample_negatives,
+    valid_lengths,
+)
+from momentloc.registry import register_model
+from momentloc.types import Batch, Moment
+
+
+class VLANetConfig(ModelConfig):
+    """VLANet hyper-parameters (sizes in clips of the model's input)."""
+
+    hidden: int = 512  # D, the joint space
+    gru_hidden: int = 512
+    gru_layers: int = 1
+    windows: list[int] = [22, 26, 30]  # proposal lengths in one segment group (clips)
+    stride: int = 1  # clips between the starts of consecutive segment groups
+    surrogate: bool = True  # False: every proposal of every group is attended (paper ablation)
+    self_attention: bool = True  # V2V and Q2Q
+    cross_attention: bool = True  # the cascade of cross-modal steps
+    cross_steps: int = 3  # alternating V<-A(V,Q), Q<-A(Q,V), V<-A(V,Q), ...
+    rescale_attention: bool = True  # keep the mean magnitude through the cascade (see docs)
+    margin: float = 0.5
+    num_negatives: int = 1
+    # Whose partner is replaced in a negative pair: the sentence (the paper's Q-),
+    # the video, or both terms averaged.
+    negatives: Literal["query", "video", "both"] = "query"
+    dropout: float = 0.0
+    nms_iou: float = 0.5
+
+    @field_validator("windows")
+    @classmethod
+    def _windows_positive(cls, v: list[int]) -> list[int]:
+        if not v or min(v) < 1:
+            raise ValueError("windows must be a non-empty list of positive clip counts")
+        return sorted(v)
+
+    @field_validator("stride", "cross_steps", "num_negatives", "hidden", "gru_hidden", "gru_layers")
+    @classmethod
+    def _at_least_one(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be >= 1")
+        return v
+
+
+class DenseAttention(nn.Module):
+    """A(X, Y): re-weight the elements of X by softmax_n sum_m tanh(W1 x_n . W2 y_m) (Eqs. 7-8)."""
+
+    def __init__(self, dim: int, rescale: bool = True) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(dim, dim, bias=False)
+        self.w2 = nn.Linear(dim, dim, bias=False)
+        self.rescale = rescale
+
+    def energy(self, x: torch.Tensor, y: torch.Tensor, y_mask: torch.Tensor) -> torch.Tensor:
+        """VLA function E(x_n, Y) for every n: x [B,N,D], y [B,M,D] -> [B,N]."""
+        pair = torch.tanh(torch.einsum("bnd,bmd->bnm", self.w1(x), self.w2(y)))
+        return (pair * y_mask[:, None, :].to(pair.dtype)).sum(-1)
+
+    def forward(self, x: torch.Tensor, x_mask: torch.Tensor, y: torch.Tensor,
+                y_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attended X [B,N,D] and the log attention weights [B,N] (-inf on padding)."""
+        e = self.energy(x, y, y_mask).masked_fill(~x_mask, float("-inf"))
+        log_w = torch.log_softmax(e, dim=-1)
+        w = log_w.exp()
+        if self.rescale:
+            # N * softmax keeps the mean element magnitude: without it each step
+            # shrinks the features by ~1/N and the next tanh sits in its linear part.
+            w = w * x_mask.sum(-1, keepdim=True).to(w.dtype)
+        return x * w[..., None], log_w
+
+
+class CascadedAttention(nn.Module):
+    """CCA: V<-A(V,V), Q<-A(Q,Q) (Eqs. 9-10), then alternating cross steps (Eqs. 11-12)."""
+
+    def __init__(self, dim: int, self_attention: bool, cross_attention: bool, cross_steps: int,
+                 rescale: bool) -> None:
+        super().__init__()
+        self.v2v = DenseAttention(dim, rescale) if self_attention else None
+        self.q2q = DenseAttention(dim, rescale) if self_attention else None
+        steps = cross_steps if cross_attention else 0
+        self.cross = nn.ModuleList(DenseAttention(dim, rescale) for _ in range(steps))
+
+    def forward(self, v: torch.Tensor, v_mask: torch.Tensor, q: torch.Tensor,
+                q_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """Attended V, Q and the summed log weights of the query-guided video steps (or None)."""
+        if self.v2v is not None and self.q2q is not None:
+            v, q = self.v2v(v, v_mask, v, v_mask)[0], self.q2q(q, q_mask, q, q_mask)[0]
+        log_w: Optional[torch.Tensor] = None
+        for i, att in enumerate(self.cross):
+            if i % 2 == 0:
+                v, lw = att(v, v_mask, q, q_mask)
+                log_w = lw if log_w is None else log_w + lw
+            else:
+                q = att(q, q_mask, v, v_mask)[0]
+        return v, q, log_w
+
+
+def proposal_groups(n_valid: torch.Tensor, num_clips: int, windows: list[int],
+                    stride: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Segment groups: start [B,K,L], end (exclusive) [B,K,L], valid [B,K,L], in clips.
+
+    Group k starts at k*stride and holds one window per length; a group exists
+    where its shortest window fits the padded length; windows that run past a
+    video's end are cut at the end, and a video shorter than the shortest
+    window keeps its first group.
+    """
+    shortest = min(windows)
+    k_groups = max(1, (num_clips - shortest) // stride + 1)
+    starts = torch.arange(k_groups, device=n_valid.device) * stride
+    lengths = torch.tensor(windows, device=n_valid.device)
+    n = n_valid.view(-1, 1, 1)
+    start = starts.view(1, -1, 1).expand(n_valid.shape[0], -1, len(windows))
+    end = torch.minimum(start + lengths.view(1, 1, -1), n)
+    valid = ((start + shortest) <= n) | (start == 0)
+    return start, end, valid
+
+
+def pool_segments(x: torch.Tensor, mask: torch.Tensor, start: torch.Tensor,
+                  end: torch.Tensor) -> torch.Tensor:
+    """Mean of x [B,T,D] over clips [start, end) for index tensors [B,...] -> [B,...,D]."""
+    x = x * mask[..., None].to(x.dtype)
+    csum = torch.cat([x.new_zeros(x.shape[0], 1, x.shape[2]), x.cumsum(1)], 1)
+    flat_s, flat_e = start.reshape(x.shape[0], -1), end.reshape(x.shape[0], -1)
+
+    def at(idx: torch.Tensor) -> torch.Tensor:
+        return csum.gather(1, idx[..., None].expand(-1, -1, x.shape[2]))
+
+    mean = (at(flat_e) - at(flat_s)) / (flat_e - flat_s).clamp(min=1)[..., None].to(x.dtype)
+    return mean.view(*start.shape, x.shape[2])
+
+
+@register_model("vlanet")
+class VLANet(GroundingModel):
+    """Video-Language Alignment Network, weakly supervised (video-level pairs only)."""
+
+    supervision = "weak"
+    Config = VLANetConfig
+
+    def __init__(self, cfg: VLANetConfig, spec: InputSpec) -> None:
+        super().__init__(cfg, spec)
+        self.cfg: VLANetConfig = cfg
+        d = cfg.hidden
+        self.gru = nn.GRU(spec.text_dim, cfg.gru_hidden, num_layers=cfg.gru_layers, batch_first=True)
+        self.query_fc = nn.Linear(cfg.gru_hidden, d)
+        self.video_fc = nn.Linear(spec.video_dim, d)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.cca = CascadedAttention(d, cfg.self_attention, cfg.cross_attention, cfg.cross_steps,
+                                     cfg.rescale_attention)
+        self.scorer = DenseAttention(d)  # its energy() is the VLA function of Eq. 13
+
+    def encode_query(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Q = L2-normalised GRU states [B,M,D] (Eq. 1), word mask, and the final state w_M."""
+        mask = batch.word_mask.clone()
+        mask[:, 0] |= ~mask.any(1)  # an empty sentence keeps one (zero) word
+        h, _ = self.gru(self.drop(batch.words))
+        q = F.normalize(self.query_fc(h), dim=-1) * mask[..., None].to(h.dtype)
+        return q, mask, last_valid(q, mask)
+
+    def encode_video(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Projected clips and every proposal of every segment group (Eq. 2), unit length."""
+        clips = self.video_fc(self.drop(batch.video))
+        n_valid = valid_lengths(batch.video_mask)
+        start, end, valid = proposal_groups(n_valid, clips.shape[1], self.cfg.windows, self.cfg.stride)
+        props = F.normalize(pool_segments(clips, batch.video_mask, start, end), dim=-1)
+        return {"clips": clips, "props": props, "start": start, "end": end, "valid": valid,
+                "n_valid": n_valid}
+
+    def match(self, props: torch.Tensor, valid: torch.Tensor, q: torch.Tensor, q_mask: torch.Tensor,
+              q_last: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Similarity c (Eq. 13) and one localisation score per attended proposal."""
+        if self.cfg.surrogate:
+            # Eqs. 3-5: hard argmax, so only the chosen window of each group gets gradient.
+            sim = torch.einsum("bkld,bd->bkl", props, q_last).masked_fill(~valid, float("-inf"))
+            pick = sim.argmax(-1)
+            v = props.gather(2, pick[..., None, None].expand(-1, -1, 1, props.shape[-1])).squeeze(2)
+            v_mask = valid.any(-1)
+        else:
+            pick = None
+            v, v_mask = props.flatten(1, 2), valid.flatten(1)
+        v, q, log_w = self.cca(v, v_mask, q, q_mask)
+        n_words = q_mask.sum(-1).clamp(min=1).to(v.dtype)
+        # Mean over the re-weighted elements = sum_k a_k s_k, the paper's "sum of all elements".
+        v_comp = (v * v_mask[..., None].to(v.dtype)).sum(1) / v_mask.sum(1, keepdim=True).to(v.dtype)
+        c = self.scorer.energy(v_comp[:, None], q, q_mask)[:, 0] / n_words
+        if log_w is None:  # no query-guided video attention: score each element with E itself
+            log_w = self.scorer.energy(v, q, q_mask) / n_words[:, None]
+        return {"similarity": c, "scores": log_w.masked_fill(~v_mask, float("-inf")),
+                "valid": v_mask, "pick": pick if pick is not None else v_mask.new_zeros(0)}
+
+    def forward(self, batch: Batch) -> Output:
+        """Encode both sides, select surrogates, attend, score."""
+        vid = self.encode_video(batch)
+        q, q_mask, q_last = self.encode_query(batch)
+        m = self.match(vid["props"], vid["valid"], q, q_mask, q_last)
+        start, end = vid["start"], vid["end"]
+        if self.cfg.surrogate:
+            start = start.gather(2, m["pick"][..., None]).squeeze(2)
+            end = end.gather(2, m["pick"][..., None]).squeeze(2)
+        else:
+            start, end = start.flatten(1), end.flatten(1)
+        segments = clip_bounds_to_seconds(start, end, vid["n_valid"], batch.duration)
+        tensors = {
+            "similarity": m["similarity"], "proposal_scores": m["scores"],
+            "proposal_segments": segments, "proposal_valid": m["valid"],
+            "props": vid["props"], "props_valid": vid["valid"],
+            "query": q, "query_mask": q_mask, "query_last": q_last,
+        }
+        embeddings = {"clips": vid["clips"], "clip_mask": batch.video_mask, "sentence": q_last,
+                      "words": q, "word_mask": q_mask}
+        return Output(tensors=tensors, embeddings=embeddings)
+
+    def _negative_similarity(self, out: Output, vid_idx: torch.Tensor, q_idx: torch.Tensor) -> torch.Tensor:
+        t = out.tensors
+        return self.match(t["props"][vid_idx], t["props_valid"][vid_idx], t["query"][q_idx],
+                          t["query_mask"][q_idx], t["query_last"][q_idx])["similarity"]
+
+    def loss(self, out: Output, batch: Batch) -> dict[str, torch.Tensor]:
+        """Margin loss (Eq. 14): max(0, margin - c(V,Q+) + c(V,Q-)), negatives from other videos."""
+        c_pos = out["similarity"]
+        n = self.cfg.num_negatives
+        neg, ok = sample_negatives(batch.video_group, n)
+        own = torch.arange(c_pos.shape[0], device=c_pos.device).repeat_interleave(n)
+        terms, neg_sims = [], []
+        if self.cfg.negatives in ("query", "both"):
+            c_neg = self._negative_similarity(out, own, neg.flatten()).view(-1, n)
+            terms.append(F.relu(self.cfg.margin - c_pos[:, None] + c_neg).mean(1))
+            neg_sims.append(c_neg)
+        if self.cfg.negatives in ("video", "both"):
+            c_neg = self._negative_similarity(out, neg.flatten(), own).view(-1, n)
+            terms.append(F.relu(self.cfg.margin - c_pos[:, None] + c_neg).mean(1))
+            neg_sims.append(c_neg)
+        hinge = torch.stack(terms, 0).mean(0)
+        okf = ok.to(hinge.dtype)
+        total = (hinge * okf).sum() / okf.sum().clamp(min=1.0)
+        return {
+            "total": total,
+            "contrastive": total.detach(),
+            "sim_pos": c_pos.detach().mean(),
+            "sim_neg": torch.cat(neg_sims, 1).detach().mean(),
+        }
+
+    def decode(self, out: Output, batch: Batch, k: int = 5) -> list[list[Moment]]:
+        """Surrogates ranked by the attention the query puts on them, NMS, seconds."""
+        return rank_segments(out["proposal_segments"], out["proposal_scores"], out["proposal_valid"],
+                             batch.duration, k, self.cfg.nms_iou)

@@ -1,0 +1,187 @@
+"""Within-scale (Eq. 11) and cross-scale (Eq. 12) contrastive objectives over a feature pyramid.
+
+Both read the query-independent pyramid a model exposes: ``clips`` (the
+level-0 features Z^0), ``levels`` (Z^1..Z^L, list of [B,T_l,H]) with
+``level_masks`` and optionally ``level_strides``. Per video in the batch one
+query is drawn (the query-centric sampling of Eq. 10); its moment's points at
+every level (centre sampling) are the positives P(l), and as many points of the
+same video outside that moment are drawn as negatives N(l).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from momentloc.models.base import GroundingModel, Output
+from momentloc.objectives.base import Objective, ObjectiveConfig
+from momentloc.registry import register_objective
+from momentloc.types import Batch
+
+_CACHE_KEY = "multiscale_contrast_sample"
+
+
+class ContrastConfig(ObjectiveConfig):
+    """Shared parameters of the two contrastive terms."""
+
+    # The paper's Eqs. 11-12 use raw dot products (temperature 1). Not in the
+    # paper: "cosine" unit-normalises first, which keeps exp() bounded.
+    similarity: Literal["cosine", "dot"] = "cosine"
+    temperature: float = 0.1
+    center_radius: float = 1.5  # alpha of centre sampling, in strides of each level
+    negatives_per_positive: float = 1.0  # |N(l)| = this * |P(l)| (the paper: equal sizes)
+    reduction: Literal["mean", "sum"] = "mean"  # "sum" is the literal sum of Eqs. 11-12
+
+
+@dataclass
+class LevelSample:
+    """Positives and negatives of one level for the sampled pair of each video."""
+
+    feats: torch.Tensor  # [V,T_l,H]
+    pos: torch.Tensor  # [V,T_l] bool
+    neg: torch.Tensor  # [V,T_l] bool
+
+
+def sample_query_per_video(group: torch.Tensor) -> torch.Tensor:
+    """Eq. 10: one uniformly drawn batch row per distinct ``video_group`` value (sorted by video)."""
+    _, inverse = torch.unique(group, return_inverse=True)
+    b = group.shape[0]
+    rank = torch.randperm(b).to(group.device)  # a random priority per row
+    best = torch.full((int(inverse.max()) + 1,), b, dtype=torch.long, device=group.device)
+    best = best.scatter_reduce(0, inverse, rank, reduce="amin")
+    return torch.argsort(rank)[best]
+
+
+def _centre_sampling(pos_frac: torch.Tensor, mask: torch.Tensor, window: torch.Tensor, half_width: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(positives, outside) [V,T_l]: points within ``half_width`` of the moment centre and inside it."""
+    start, end = window[:, :1], window[:, 1:]
+    centre = 0.5 * (start + end)
+    inside = (pos_frac >= start) & (pos_frac <= end)
+    near = (pos_frac - centre).abs() <= half_width
+    positive = inside & near & mask
+    # A moment shorter than one step of this level still gets its nearest point.
+    dist = (pos_frac - centre).abs().masked_fill(~mask, float("inf"))
+    nearest = F.one_hot(dist.argmin(1), mask.shape[1]).bool() & mask
+    positive = torch.where(positive.any(1, keepdim=True), positive, nearest)
+    return positive, ~inside & mask
+
+
+def _draw_negatives(outside: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """Uniformly draw ``count`` [V] points per row among ``outside`` [V,T]."""
+    noise = torch.rand(outside.shape).to(outside.device).masked_fill(~outside, -1.0)
+    rank = noise.argsort(1, descending=True).argsort(1)
+    return (rank < count[:, None]) & outside
+
+
+def build_samples(out: Output, batch: Batch, cfg: ContrastConfig) -> tuple[LevelSample, list[LevelSample]]:
+    """Positives / negatives at level 0 (``clips``) and at every pyramid level, one pair per video."""
+    if batch.windows is None:
+        raise ValueError("multi-scale contrast needs ground-truth windows (full supervision)")
+    cached = out.tensors.get(_CACHE_KEY)
+    if cached is not None:
+        return cached
+    emb = out.embeddings
+    rows = sample_query_per_video(batch.video_group)
+    window = (batch.windows[rows].float() / batch.duration[rows].float()[:, None]).clamp(0, 1)
+    n_clips = emb["clip_mask"][rows].sum(1, keepdim=True).float()
+    strides = emb.get("level_strides") or [max(1, round(emb["clips"].shape[1] / f.shape[1])) for f in emb["levels"]]
+    feats = [emb["clips"]] + list(emb["levels"])
+    masks = [emb["clip_mask"]] + list(emb["level_masks"])
+    samples = []
+    for f, m, s in zip(feats, masks, [1] + list(strides)):
+        m = m[rows]
+        j = torch.arange(m.shape[1], device=m.device, dtype=torch.float32)[None]
+        pos_frac = (j * s + 0.5) / n_clips
+        positive, outside = _centre_sampling(pos_frac, m, window, cfg.center_radius * s / n_clips)
+        count = (positive.sum(1).float() * cfg.negatives_per_positive).ceil().long()
+        samples.append(LevelSample(f[rows], positive, _draw_negatives(outside, count)))
+    result = (samples[0], samples[1:])
+    out.tensors[_CACHE_KEY] = result
+    return result
+
+
+def _gather(sample: LevelSample, which: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features of the selected points packed to [V,K,H] with a validity mask [V,K] (K = max count)."""
+    k = max(int(which.sum(1).max()), 1)
+    score = which.float() + torch.linspace(1e-3, 0, which.shape[1], device=which.device)[None]
+    idx = score.topk(k, dim=1).indices
+    ok = which.gather(1, idx)
+    feats = sample.feats.gather(1, idx[..., None].expand(-1, -1, sample.feats.shape[-1]))
+    return feats, ok
+
+
+def info_nce(anchors: torch.Tensor, anchor_ok: torch.Tensor, pos: torch.Tensor, pos_ok: torch.Tensor,
+             neg: torch.Tensor, neg_ok: torch.Tensor, cfg: ContrastConfig, exclude_self: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum and count of -log(e^{a.p} / (e^{a.p} + sum_n e^{a.n})) over anchor-positive pairs.
+
+    anchors [V,A,H], pos [V,P,H], neg [V,N,H] with validity masks; with
+    ``exclude_self`` anchors and positives are the same set and i = j is skipped.
+    """
+    if cfg.similarity == "cosine":
+        anchors, pos, neg = (F.normalize(x, dim=-1) for x in (anchors, pos, neg))
+    ap = torch.einsum("vah,vph->vap", anchors, pos) / cfg.temperature
+    an = torch.einsum("vah,vnh->van", anchors, neg) / cfg.temperature
+    an = an.masked_fill(~neg_ok[:, None, :], float("-inf"))
+    neg_lse = torch.logsumexp(an, dim=-1, keepdim=True)  # -inf when no negative
+    loss = torch.logaddexp(ap, neg_lse) - ap
+    use = anchor_ok[:, :, None] & pos_ok[:, None, :]
+    if exclude_self:
+        use = use & ~torch.eye(ap.shape[1], ap.shape[2], dtype=torch.bool, device=ap.device)[None]
+    loss = loss.masked_fill(~use, 0.0)
+    return loss.sum(), use.sum()
+
+
+def _reduce(total: torch.Tensor, count: torch.Tensor, cfg: ContrastConfig) -> torch.Tensor:
+    if cfg.reduction == "sum":
+        return total
+    return total / count.clamp(min=1).to(total.dtype)
+
+
+@register_objective("within_scale")
+class WithinScaleContrast(Objective):
+    """Eq. 11: inside each pyramid level, pull the moment's points together, push others away."""
+
+    Config = ContrastConfig
+    needs = ("clips", "clip_mask", "levels", "level_masks")
+
+    def __init__(self, cfg: ContrastConfig, model: GroundingModel) -> None:
+        super().__init__(cfg, model)
+
+    def forward(self, out: Output, batch: Batch) -> dict[str, torch.Tensor]:
+        """L_within over levels 1..L of the sampled pair of every video."""
+        _, levels = build_samples(out, batch, self.cfg)
+        total = levels[0].feats.new_zeros(())
+        count = torch.zeros((), dtype=torch.long, device=total.device)
+        for lv in levels:
+            p, p_ok = _gather(lv, lv.pos)
+            n, n_ok = _gather(lv, lv.neg)
+            s, c = info_nce(p, p_ok, p, p_ok, n, n_ok, self.cfg, exclude_self=True)
+            total, count = total + s, count + c
+        return {"total": _reduce(total, count, self.cfg), "pairs": count.float()}
+
+
+@register_objective("cross_scale")
+class CrossScaleContrast(Objective):
+    """Eq. 12: level-0 points of the moment are anchors for its points at every higher level."""
+
+    Config = ContrastConfig
+    needs = ("clips", "clip_mask", "levels", "level_masks")
+
+    def __init__(self, cfg: ContrastConfig, model: GroundingModel) -> None:
+        super().__init__(cfg, model)
+
+    def forward(self, out: Output, batch: Batch) -> dict[str, torch.Tensor]:
+        """L_cross: anchors from Z^0, positives / negatives from Z^1..Z^L."""
+        base, levels = build_samples(out, batch, self.cfg)
+        a, a_ok = _gather(base, base.pos)
+        total = a.new_zeros(())
+        count = torch.zeros((), dtype=torch.long, device=total.device)
+        for lv in levels:
+            p, p_ok = _gather(lv, lv.pos)
+            n, n_ok = _gather(lv, lv.neg)
+            s, c = info_nce(a, a_ok, p, p_ok, n, n_ok, self.cfg, exclude_self=False)
+            total, count = total + s, count + c
+        return {"total": _reduce(total, count, self.cfg), "pairs": count.float()}

@@ -1,0 +1,320 @@
+"""The Lightning module around any grounding model, its data module, and train / evaluate entry points."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch.utils.data import DataLoader, DistributedSampler
+
+from momentloc.checkpoint import FORMAT, atomic_save, load_checkpoint
+from momentloc.config import ExperimentConfig, OptimConfig, apply_overrides, validate
+from momentloc.data.dataset import GroundingDataset, VideoCentricSampler
+from momentloc.data.sources import build_data, ensure_generated, make_dataset, split_pairs
+from momentloc.data.text import Vocabulary
+from momentloc.errors import MomentlocError
+from momentloc.metrics import evaluate_moments
+from momentloc.models.base import InputSpec
+from momentloc.models.build import WeightedObjectives, build_model
+from momentloc.types import Batch, Moment
+
+
+class NonFiniteLossError(MomentlocError):
+    """Training produced a NaN or infinite loss."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temp file, fsynced and renamed into place."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
+        atomic_save(checkpoint, path)
+
+    def load_checkpoint(self, path: Any, map_location: Optional[Any] = None, weights_only: Optional[bool] = None) -> dict[str, Any]:
+        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+
+
+class GroundingModule(L.LightningModule):
+    """Trains any registered model with its plug-in objectives; validates with R@n IoU=m."""
+
+    def __init__(self, cfg: ExperimentConfig, spec: InputSpec, vocab: Vocabulary) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.spec = spec
+        self.vocab = vocab
+        self.model = build_model(cfg, spec)
+        self.objectives = WeightedObjectives(cfg, self.model)
+        self.eval_pairs: Sequence = ()
+        self.eval_k = 5
+        self.predictions: dict[int, list[Moment]] = {}
+        self.metrics: dict[str, float] = {}
+        self._val_rows: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    # -- training ---------------------------------------------------------
+    def compute_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The model's losses plus every weighted objective; ``total`` is optimised."""
+        out = self.model(batch)
+        losses = dict(self.model.loss(out, batch))
+        total = losses["total"]
+        for name, weight, obj in zip(self.objectives.names, self.objectives.weights, self.objectives.items):
+            extra = obj(out, batch)
+            total = total + weight * extra["total"]
+            losses.update({f"{name}/{k}": v for k, v in extra.items()})
+        losses["total"] = total
+        return losses
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        losses = self.compute_losses(batch)
+        total = losses["total"]
+        if not torch.isfinite(total):
+            raise NonFiniteLossError(
+                f"non-finite loss ({float(total)}) at step {self.global_step} (epoch {self.current_epoch}); "
+                "the last good checkpoint is kept"
+            )
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=batch.size, prog_bar=False)
+        self.log("loss", total.detach(), prog_bar=True, batch_size=batch.size, logger=False)
+        return total
+
+    def configure_optimizers(self) -> Any:
+        return make_optimizer(self.cfg.optim, self.parameters(), self.cfg.train.epochs)
+
+    # -- evaluation -------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._val_rows = []
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        out = self.model(batch)
+        moments = self.model.decode(out, batch, self.eval_k)
+        rows = torch.full((batch.size, self.eval_k, 3), float("nan"))
+        for b, ms in enumerate(moments):
+            for j, m in enumerate(ms[: self.eval_k]):
+                rows[b, j] = torch.tensor([m.start, m.end, m.score])
+        self._val_rows.append((batch.index.cpu(), rows))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_rows:
+            return
+        index = torch.cat([r[0] for r in self._val_rows]).to(self.device)
+        rows = torch.cat([r[1] for r in self._val_rows]).to(self.device)
+        if self.trainer.world_size > 1:
+            index = self.all_gather(index).reshape(-1)
+            rows = self.all_gather(rows).reshape(-1, self.eval_k, 3)
+        preds: dict[int, list[Moment]] = {}
+        for i, row in zip(index.tolist(), rows.cpu()):
+            if i not in preds:  # the distributed sampler pads with repeats
+                preds[i] = [Moment(*map(float, r)) for r in row if not torch.isnan(r[0])]
+        self.predictions = preds
+        pairs = [self.eval_pairs[i] for i in sorted(preds)]
+        scored = [p for p in pairs if p.windows]
+        if scored:
+            metrics = evaluate_moments(scored, [preds[i] for i in sorted(preds) if self.eval_pairs[i].windows], breakdowns=False)
+            self.metrics = {k: float(v) for k, v in metrics.items()}
+            # Every rank holds the gathered metrics already: no further sync.
+            shown = {f"val/{k}": v for k, v in self.metrics.items() if k != "n"}
+            self.log_dict({k: v for k, v in shown.items() if k != "val/R1@0.5"}, prog_bar=False)
+            self.log("val/R1@0.5", shown["val/R1@0.5"], prog_bar=True)
+
+    # -- checkpoint contents ---------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["momentloc"] = {
+            "format": FORMAT,
+            "config": self.cfg.model_dump(mode="json"),
+            "spec": dict(vars(self.spec)),
+            "vocab": self.vocab.to_payload(),
+            "model": self.cfg.model.name,
+            "supervision": self.model.supervision,
+        }
+
+
+def make_optimizer(cfg: OptimConfig, params: Any, epochs: int) -> Any:
+    """The configured optimiser and (per-epoch) learning-rate schedule."""
+    params = [p for p in params if p.requires_grad]
+    if cfg.name == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    elif cfg.name == "adam":
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.scheduler == "none":
+        return opt
+    if cfg.scheduler == "step":
+        sched = torch.optim.lr_scheduler.StepLR(opt, cfg.step_size, cfg.gamma)
+    else:
+        warm = cfg.warmup_epochs if cfg.scheduler == "warmup_cosine" else 0.0
+
+        def factor(epoch: int) -> float:
+            if epoch < warm:
+                return (epoch + 1) / (warm + 1)
+            span = max(1.0, epochs - warm)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (epoch - warm) / span)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+class GroundingData(L.LightningDataModule):
+    """Loaders built after the process group exists, so each rank takes its own shard."""
+
+    def __init__(self, train: Optional[GroundingDataset], val: GroundingDataset, cfg: ExperimentConfig) -> None:
+        super().__init__()
+        self.train_set, self.val_set, self.cfg = train, val, cfg
+
+    def _rank(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_set is not None
+        t, rank, world = self.cfg.train, *self._rank()
+        kw: dict[str, Any] = dict(collate_fn=self.train_set.collate, num_workers=t.num_workers, persistent_workers=t.num_workers > 0)
+        q = self.cfg.data.queries_per_video
+        if q > 1:
+            sampler = VideoCentricSampler(self.train_set.pairs, t.batch_size, q, seed=t.seed, rank=rank, world=world)
+            return DataLoader(self.train_set, batch_sampler=sampler, **kw)
+        dist = DistributedSampler(self.train_set, num_replicas=world, rank=rank, shuffle=True, seed=t.seed, drop_last=False)
+        return DataLoader(self.train_set, batch_size=t.batch_size, sampler=dist, **kw)
+
+    def val_dataloader(self) -> DataLoader:
+        return eval_loader(self.val_set, self.cfg.train.eval_batch_size, *self._rank(), self.cfg.train.num_workers)
+
+
+def eval_loader(ds: GroundingDataset, batch_size: int, rank: int = 0, world: int = 1, workers: int = 0) -> DataLoader:
+    """An in-order loader over one rank's shard (padded with repeats, removed after gathering)."""
+    sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=False)
+    return DataLoader(ds, batch_size=batch_size, sampler=sampler, collate_fn=ds.collate, num_workers=workers)
+
+
+class _EpochSeeder(L.Callback):
+    """Reseeds samplers each epoch (DistributedSampler and the video-centric one)."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loader = trainer.train_dataloader
+        for s in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+            if hasattr(s, "set_epoch"):
+                s.set_epoch(trainer.current_epoch)
+
+
+@dataclass
+class TrainResult:
+    """Where training left its checkpoint, its validation metrics, and how long it took."""
+
+    checkpoint: Path
+    best_checkpoint: Optional[Path]
+    metrics: dict[str, float]
+    seconds: float
+    run_dir: Path
+
+
+def _trainer(cfg: ExperimentConfig, run_dir: Path, callbacks: list, devices: Any = None, logger: bool = True) -> L.Trainer:
+    t = cfg.train
+    loggers: Any = False
+    if logger:
+        loggers = [CSVLogger(run_dir, name="logs", version=""), TensorBoardLogger(run_dir, name="tb", version="")]
+    return L.Trainer(
+        max_epochs=t.epochs,
+        max_steps=t.max_steps,
+        accelerator=t.accelerator,
+        devices=devices if devices is not None else t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,  # type: ignore[arg-type]
+        default_root_dir=str(run_dir),
+        logger=loggers,
+        callbacks=callbacks,
+        log_every_n_steps=t.log_every_n_steps,
+        check_val_every_n_epoch=t.check_val_every_n_epoch,
+        limit_train_batches=t.limit_train_batches,
+        enable_progress_bar=t.progress,
+        enable_model_summary=False,
+        deterministic="warn" if t.deterministic else False,
+        use_distributed_sampler=False,
+        plugins=[AtomicCheckpointIO()],
+        num_sanity_val_steps=0,
+    )
+
+
+def input_spec(cfg: ExperimentConfig, vocab: Vocabulary) -> InputSpec:
+    """The model's input shapes from the data config and vocabulary."""
+    return InputSpec(video_dim=cfg.data.feature_dim, text_dim=vocab.dim, vocab_size=len(vocab), num_clips=cfg.data.num_clips)
+
+
+def train(cfg: ExperimentConfig, resume: Optional[str] = None, run_dir: Optional[Path] = None) -> TrainResult:
+    """Train from a config; select the checkpoint on validation; return where it is."""
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    from momentloc.registry import get_model_class
+
+    supervision = get_model_class(cfg.model.name).supervision
+    data = build_data(cfg.data, supervision, seed=cfg.train.seed)
+    module = GroundingModule(cfg, input_spec(cfg, data.vocab), data.vocab)
+    module.eval_pairs = data.val.pairs
+    run_dir = Path(run_dir or Path(cfg.train.out_dir) / cfg.name)
+    ckpt_cb = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best", monitor=cfg.train.monitor, mode="max", save_last=True,
+        save_top_k=1, enable_version_counter=False,
+    )
+    trainer = _trainer(cfg, run_dir, [ckpt_cb, _EpochSeeder()])
+    start = time.perf_counter()
+    if resume == "last":
+        resume = str(run_dir / "checkpoints" / "last.ckpt")
+    trainer.fit(module, datamodule=GroundingData(data.train, data.val, cfg), ckpt_path=resume)
+    seconds = time.perf_counter() - start
+    best = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else None
+    return TrainResult(run_dir / "checkpoints" / "last.ckpt", best, dict(module.metrics), seconds, run_dir)
+
+
+def module_from_checkpoint(path: Path, overrides: Optional[list[str]] = None) -> GroundingModule:
+    """Rebuild the module (config, vocabulary, weights) from a checkpoint, safely."""
+    ckpt = load_checkpoint(path)
+    meta = ckpt["momentloc"]
+    cfg = validate(apply_overrides(meta["config"], overrides or []), f"{path} (embedded config)")
+    vocab = Vocabulary.from_payload(meta["vocab"])
+    spec = InputSpec(**meta["spec"])
+    module = GroundingModule(cfg, spec, vocab)
+    missing, unexpected = module.load_state_dict(ckpt["state_dict"], strict=False)
+    if missing or unexpected:
+        from momentloc.errors import CheckpointError
+
+        raise CheckpointError(f"{path}: weights do not match model {cfg.model.name!r} (missing {len(missing)}, unexpected {len(unexpected)})")
+    return module
+
+
+def evaluate_checkpoint(
+    path: Path,
+    split: str = "test",
+    overrides: Optional[list[str]] = None,
+    devices: Any = None,
+    batch_size: Optional[int] = None,
+    breakdowns: bool = True,
+) -> tuple[dict[str, float], dict[int, list[Moment]], list]:
+    """Metrics, predictions by pair index, and the pairs of ``split`` for a checkpoint."""
+    module = module_from_checkpoint(path, overrides)
+    cfg = module.cfg
+    ensure_generated(cfg.data)
+    pairs = split_pairs(cfg.data, split, seed=cfg.train.seed)
+    ds = make_dataset(cfg.data, pairs, module.vocab, "weak")
+    module.eval_pairs = pairs
+    trainer = _trainer(cfg, Path(cfg.train.out_dir) / cfg.name, [], devices=devices, logger=False)
+    loader_bs = batch_size or cfg.train.eval_batch_size
+    trainer.validate(module, datamodule=_EvalData(ds, loader_bs, cfg.train.num_workers), verbose=False)
+    preds = module.predictions
+    metrics = dict(module.metrics)
+    if breakdowns and preds and all(p.windows for p in pairs):
+        metrics = evaluate_moments(pairs, [preds[i] for i in range(len(pairs))], breakdowns=True)
+    return metrics, preds, pairs
+
+
+class _EvalData(L.LightningDataModule):
+    def __init__(self, ds: GroundingDataset, batch_size: int, workers: int) -> None:
+        super().__init__()
+        self.ds, self.bs, self.workers = ds, batch_size, workers
+
+    def val_dataloader(self) -> DataLoader:
+        t = self.trainer
+        return eval_loader(self.ds, self.bs, t.global_rank, t.world_size, self.workers)
