@@ -56,7 +56,8 @@ def split_pairs(cfg: DataConfig, split: str, seed: int = 0) -> list[Pair]:
     else:
         name = {"train": cfg.train_split, "val": cfg.val_split, "test": cfg.test_split}.get(split, split)
         pairs = _raw_pairs(cfg, name)
-    return generate_glance(pairs, seed) if cfg.glance == "generated" else pairs
+    # Points are training labels; evaluation splits are scored on windows.
+    return generate_glance(pairs, seed) if cfg.glance == "generated" and split == "train" else pairs
 
 
 def _carve(pairs: list[Pair], fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:

@@ -33,7 +33,7 @@ TEMPLATES = [
     "a man {v} the {o} slowly.",
     "the woman {v} a {o} then stops.",
 ]
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,10 @@ class SynthSpec:
     fps: float = 1.0  # clips per second
     min_events: int = 3
     max_events: int = 5
-    noise: float = 0.6  # clip noise relative to the event signal
-    smoothing: float = 1.0  # Gaussian temporal smoothing, in clips
+    noise: float = 1.8  # std of per-clip noise (an event's signal has std about 0.6)
+    smoothing: float = 1.5  # Gaussian temporal smoothing, in clips
+    min_gain: float = 0.2  # per-event signal strength is drawn from [min_gain, 1]
+    clutter: float = 0.6  # background holds faint unnamed actions of this strength
     seed: int = 0
 
 
@@ -137,15 +139,21 @@ def _video(world: _World, spec: SynthSpec, rng: np.random.Generator):
     windows = _layout(rng, duration, n)
     bg = world.background[rng.integers(len(world.background))] + 0.3 * rng.standard_normal(spec.feature_dim)
     feats = np.tile(bg, (T, 1))
+    # Clutter: faint random actions drifting through the background, so that
+    # "something happens here" is not enough to find the named action.
+    clutter_act = world.prototype(int(rng.integers(len(VERBS))), int(rng.integers(len(OBJECTS))))
+    drift = np.sin(np.linspace(0, rng.uniform(1, 4) * np.pi, T) + rng.uniform(0, 6.3))[:, None]
+    feats += spec.clutter * drift * clutter_act
     centers = (np.arange(T) + 0.5) / spec.fps
     for (v, o), (s, e) in zip(acts, windows):
         inside = (centers >= s) & (centers < e)
         if not inside.any():  # very short window: mark its nearest clip
             inside[min(T - 1, int((s + e) / 2 * spec.fps))] = True
         proto = world.prototype(v, o)
+        gain = rng.uniform(spec.min_gain, 1.0)
         # Amplitude varies within an event so boundaries are not a step.
-        amp = 0.6 + 0.4 * np.sin(np.linspace(0.2, np.pi - 0.2, inside.sum()))
-        feats[inside] = 0.3 * feats[inside] + amp[:, None] * proto
+        amp = gain * (0.5 + 0.5 * np.sin(np.linspace(0.15, np.pi - 0.15, inside.sum())))
+        feats[inside] = 0.5 * feats[inside] + amp[:, None] * proto
     feats = feats + spec.noise * rng.standard_normal(feats.shape)
     feats = _smooth(feats, spec.smoothing).astype(np.float32)
     sentences = [TEMPLATES[int(rng.integers(len(TEMPLATES)))].format(v=VERBS[v], o=OBJECTS[o]) for v, o in acts]

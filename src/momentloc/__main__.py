@@ -1,0 +1,5 @@
+"""``python -m momentloc``."""
+
+from momentloc.cli import main
+
+main()

@@ -1,0 +1,229 @@
+"""2D-TAN: candidate sampling, moment map, masked adjacent network, scaled-IoU labels, configs, learning."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from momentloc.config import load_config
+from momentloc.data.random_batch import random_batch
+from momentloc.models.base import InputSpec
+from momentloc.models.build import WeightedObjectives, build_model
+from momentloc.models.tan2d import Tan2d, Tan2dConfig
+from momentloc.models.tan2d_layers import (
+    MaskedMapConv,
+    MomentMap,
+    cell_iou,
+    masked_bce,
+    resample_clips,
+    scaled_iou_targets,
+    sparse_candidate_mask,
+)
+from momentloc.types import Moment
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "experiment"
+
+
+def paper_rule(a: int, b: int) -> bool:
+    """G(a, b) of the 2D-TAN paper, written out for one cell."""
+    if b < a:
+        return False
+    k = math.ceil(math.log2((b - a + 1) / 8))
+    if k <= 1:  # s = 1: every short moment is a candidate
+        return True
+    s, s_prime = 2 ** (k - 1), 2 ** (k + 2) - 1
+    return a % s == 0 and (b - s_prime) % s == 0
+
+
+@pytest.mark.parametrize("n", [16, 64, 128])
+def test_sparse_mask_follows_the_paper_rule(n: int) -> None:
+    expected = torch.tensor([[paper_rule(a, b) for b in range(n)] for a in range(n)])
+    assert torch.equal(sparse_candidate_mask(n), expected)
+    # The hierarchical map visits exactly the cells the rule keeps.
+    assert torch.equal(MomentMap(n, 4).mask, expected)
+
+
+def test_sparse_mask_n16_dense_n64_sparse_by_hand() -> None:
+    assert torch.equal(sparse_candidate_mask(16), torch.ones(16, 16, dtype=torch.bool).triu())
+    m = sparse_candidate_mask(64)
+    # Spans 1..16 are dense; 17..32 need an even start and an odd end; 33..64 start % 4 == 0, end % 4 == 3.
+    assert m[5, 20] and m[63, 63] and m[48, 63]  # spans 16, 1, 16
+    assert not m[0, 16] and m[0, 17] and not m[1, 18] and m[2, 19] and not m[2, 20]
+    assert m[0, 35] and m[4, 39] and not m[2, 37] and not m[0, 36] and m[0, 63]
+    assert not m[10, 5]  # lower triangle
+    # Counts: 16 dense diagonals, then 8 diagonals at stride 2 and 8 at stride 4.
+    dense = sum(64 - d for d in range(16))
+    stride2 = sum(len(range(0, 64 - (17 + 2 * i), 2)) for i in range(8))
+    stride4 = sum(len(range(0, 64 - (35 + 4 * i), 4)) for i in range(8))
+    assert int(m.sum()) == dense + stride2 + stride4 == 1104
+
+
+def test_pool_map_cell_is_max_over_its_clips() -> None:
+    x = torch.randn(2, 3, 64, generator=torch.Generator().manual_seed(0))
+    mm = MomentMap(64, 3, "pool")
+    out = mm(x)
+    for a, b in [(0, 0), (3, 10), (0, 17), (2, 19), (4, 39), (0, 63)]:
+        assert mm.mask[a, b]
+        assert torch.allclose(out[:, :, a, b], x[:, :, a : b + 1].max(-1).values)
+    assert out[:, :, ~mm.mask].abs().sum() == 0
+
+
+def test_conv_map_fills_only_candidates_and_learns() -> None:
+    mm = MomentMap(32, 4, "conv")
+    x = torch.randn(2, 4, 32, requires_grad=True)
+    out = mm(x)
+    assert out[:, :, ~mm.mask].abs().sum() == 0
+    out.sum().backward()
+    assert all(p.grad is not None for p in mm.parameters())
+
+
+def test_masked_tan_ignores_invalid_cells() -> None:
+    torch.manual_seed(0)
+    tan = MaskedMapConv(4, 5, 3)
+    mask = sparse_candidate_mask(32)
+    clean = torch.randn(1, 4, 32, 32) * mask
+    dirty = clean + torch.randn(1, 4, 32, 32) * 100 * ~mask
+    a, b = tan(clean, mask), tan(dirty, mask)
+    assert torch.allclose(a, b)
+    assert a[:, :, ~torch.ones(32, 32, dtype=torch.bool).triu()].abs().sum() == 0  # never below the diagonal
+
+
+def test_resample_clips_by_hand() -> None:
+    video = torch.arange(6.0).view(1, 6, 1)
+    full = torch.ones(1, 6, dtype=torch.bool)
+    assert torch.allclose(resample_clips(video, full, 3).flatten(), torch.tensor([0.5, 2.5, 4.5]))
+    prefix = torch.tensor([[True] * 4 + [False] * 2])
+    assert torch.allclose(resample_clips(video, prefix, 2).flatten(), torch.tensor([0.5, 2.5]))
+    # Bins of 4/3 clips: (0 + 1/3) / (4/3), (2/3 * 1 + 2/3 * 2) / (4/3), (1/3 * 2 + 3) / (4/3).
+    assert torch.allclose(resample_clips(video, prefix, 3).flatten(), torch.tensor([0.25, 1.5, 2.75]))
+
+
+def test_scaled_iou_labels_by_hand() -> None:
+    # N = 4 cells of a quarter each; ground truth [0.25, 0.75] of the video.
+    win = torch.tensor([[0.25, 0.75]])
+    iou = cell_iou(win, 4)[0]
+    assert iou[1, 2] == pytest.approx(1.0) and iou[1, 1] == pytest.approx(0.5)
+    assert iou[0, 2] == pytest.approx(0.5 / 0.75) and iou[0, 3] == pytest.approx(0.5)
+    y = scaled_iou_targets(win, 4, 0.5, 1.0)[0]  # Charades / ActivityNet
+    assert y[1, 2] == pytest.approx(1.0) and y[1, 1] == pytest.approx(0.0) and y[0, 3] == pytest.approx(0.0)
+    assert y[0, 2] == pytest.approx((2 / 3 - 0.5) / 0.5) and y[1, 3] == pytest.approx(1 / 3)
+    y = scaled_iou_targets(win, 4, 0.3, 0.7)[0]  # TACoS
+    assert y[1, 1] == pytest.approx((0.5 - 0.3) / 0.4) and y[0, 2] == pytest.approx(1.0)
+    assert y[3, 3] == pytest.approx(0.0)  # IoU 0
+
+
+def test_masked_bce_by_hand() -> None:
+    logits = torch.tensor([[0.0, math.log(3.0)], [5.0, -2.0]])
+    targets = torch.tensor([[0.5, 1.0], [0.0, 0.3]])
+    mask = torch.tensor([[True, True], [False, False]])
+    # sigmoid(0) = 1/2 against 1/2 -> ln 2; sigmoid(ln 3) = 3/4 against 1 -> -ln(3/4); mean of the two.
+    expected = (math.log(2.0) - math.log(0.75)) / 2
+    assert float(masked_bce(logits, targets, mask)) == pytest.approx(expected, rel=1e-6)
+
+
+def _small_model(**over) -> Tan2d:
+    cfg = Tan2dConfig(**{"num_clips": 16, "hidden_size": 16, "num_layers": 2, "lstm_layers": 1, **over})
+    torch.manual_seed(0)
+    return Tan2d(cfg, InputSpec(video_dim=8, text_dim=6, vocab_size=20, num_clips=None))
+
+
+def test_forward_exposes_embeddings_and_score_map() -> None:
+    model = _small_model()
+    batch = random_batch(3, 25, 8, num_words=5, text_dim=6, vocab_size=20, variable_length=True)
+    out = model(batch)
+    assert out["score_map"].shape == (3, 16, 16)
+    assert out["score_map"][:, ~model.candidate_mask].abs().sum() == 0
+    emb = out.embeddings
+    assert emb["clips"].shape == (3, 16, 16) and emb["clip_mask"].all()
+    assert emb["sentence"].shape == (3, 16) and emb["words"].shape == (3, 5, 16)
+    assert torch.equal(emb["word_mask"], batch.word_mask)
+
+
+def test_decode_gives_valid_nms_moments() -> None:
+    model = _small_model()
+    batch = random_batch(2, 16, 8, num_words=5, text_dim=6, vocab_size=20, duration=40.0)
+    out = model(batch)
+    for moments in model.decode(out, batch, k=5):
+        assert len(moments) == 5
+        assert all(isinstance(m, Moment) and 0.0 <= m.start < m.end <= 40.0 for m in moments)
+        assert [m.score for m in moments] == sorted((m.score for m in moments), reverse=True)
+        for i, m in enumerate(moments):  # no kept pair overlaps above the NMS threshold
+            for o in moments[:i]:
+                inter = max(0.0, min(m.end, o.end) - max(m.start, o.start))
+                assert inter / (max(m.end, o.end) - min(m.start, o.start)) <= 0.5 + 1e-6
+
+
+def test_loss_needs_windows_and_state_dict_round_trip() -> None:
+    model = _small_model(map_variant="conv")
+    batch = random_batch(2, 16, 8, num_words=5, text_dim=6, vocab_size=20)
+    assert model.supervision == "full"
+    loss = model.loss(model(batch), batch)["total"]
+    assert torch.isfinite(loss)
+    weak = random_batch(2, 16, 8, num_words=5, text_dim=6, vocab_size=20, supervision="weak")
+    with pytest.raises(ValueError, match="windows"):
+        model.loss(model(weak), weak)
+    other = _small_model(map_variant="conv")
+    torch.nn.init.zeros_(other.score.weight)
+    other.load_state_dict(model.state_dict())
+    model.eval(), other.eval()
+    assert torch.equal(model(batch)["score_map"], other(batch)["score_map"])
+
+
+# (config, hidden size used here: the paper's 512 where a CPU step is quick, else a smaller one)
+PAPER = [
+    ("tan2d_charades_sta", 512, 1024, 16, 5, 8, 0.5, 1.0),
+    ("tan2d_tacos", 64, 4096, 128, 5, 8, 0.3, 0.7),
+    ("tan2d_activitynet", 64, 500, 64, 9, 4, 0.5, 1.0),
+    ("tan2d_sscs_charades_sta", 512, 1024, 16, 5, 8, 0.5, 1.0),
+    ("tan2d_sscs_tacos", 64, 4096, 128, 5, 8, 0.3, 0.7),
+    ("tan2d_sscs_activitynet", 64, 500, 64, 9, 4, 0.5, 1.0),
+]
+
+
+@pytest.mark.parametrize("name,hidden,dim,n,kernel,layers,t_min,t_max", PAPER)
+def test_paper_config_trains_one_step(name, hidden, dim, n, kernel, layers, t_min, t_max) -> None:
+    cfg = load_config(CONFIGS / f"{name}.yaml")
+    p = cfg.model.params
+    assert cfg.model.name == "tan2d" and p["hidden_size"] == 512
+    assert (cfg.data.feature_dim, p["num_clips"], p["kernel_size"], p["num_layers"]) == (dim, n, kernel, layers)
+    assert (p["t_min"], p["t_max"]) == (t_min, t_max)
+    assert bool(cfg.objectives) == ("sscs" in name)
+    cfg = load_config(CONFIGS / f"{name}.yaml", [f"model.params.hidden_size={hidden}"])
+    torch.manual_seed(0)
+    spec = InputSpec(video_dim=dim, text_dim=300, vocab_size=50, num_clips=cfg.data.num_clips)
+    model = build_model(cfg, spec)
+    objectives = WeightedObjectives(cfg, model)
+    params = list(model.parameters()) + list(objectives.parameters())
+    opt = torch.optim.Adam(params, lr=1e-4)
+    batch = random_batch(2, cfg.data.num_clips or n, dim, num_words=8, text_dim=300, vocab_size=50)
+    out = model(batch)
+    total = model.loss(out, batch)["total"]
+    for weight, obj in zip(objectives.weights, objectives.items):
+        total = total + weight * obj(out, batch)["total"]
+    before = [q.detach().clone() for q in params]
+    opt.zero_grad()
+    total.backward()
+    opt.step()
+    assert torch.isfinite(total)
+    assert any(not torch.equal(a, q) for a, q in zip(before, params))
+    model.eval()
+    with torch.no_grad():
+        moments = model.decode(model(batch), batch, k=5)
+    assert all(len(ms) == 5 and all(0 <= m.start < m.end <= 30.0 for m in ms) for ms in moments)
+
+
+HAVE_TRAINING = all(importlib.util.find_spec(m) for m in ("momentloc.training", "momentloc.data.synthetic"))
+
+
+@pytest.mark.skipif(not HAVE_TRAINING, reason="needs momentloc.training and the synthetic benchmark")
+def test_learns_synthetic_ci_twice_the_prior(tmp_path: Path) -> None:
+    from momentloc.training import train
+
+    common = [f"data.annotations={tmp_path / 'synthetic'}", f"train.out_dir={tmp_path / 'runs'}", "train.progress=false"]
+    prior = train(load_config(CONFIGS / "prior_synthetic_ci.yaml", common)).metrics["R1@0.5"]
+    tan = train(load_config(CONFIGS / "tan2d_synthetic_ci.yaml", common)).metrics["R1@0.5"]
+    assert tan >= 2 * prior, f"2D-TAN R1@0.5 {tan:.1f} vs prior {prior:.1f}"
