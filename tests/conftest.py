@@ -32,3 +32,31 @@ def need_file(real_data: Path):
         return _need(real_data / rel)
 
     return get
+
+
+@pytest.fixture(scope="session")
+def tiny_synth(tmp_path_factory) -> Path:
+    """A tiny synthetic benchmark (40/10/12 videos) for fast end-to-end tests."""
+    from momentloc.data.synthetic import SynthSpec, generate
+
+    root = tmp_path_factory.mktemp("tiny_synth")
+    return generate(root, SynthSpec(train_videos=40, val_videos=10, test_videos=12, feature_dim=16, text_dim=24))
+
+
+@pytest.fixture(scope="session")
+def ci_synth(tmp_path_factory) -> Path:
+    """The CI-sized synthetic benchmark, generated once per test session."""
+    from momentloc.data.synthetic import ensure_synthetic
+
+    return ensure_synthetic(tmp_path_factory.mktemp("ci_synth"), "ci")
+
+
+def tiny_overrides(root: Path, out: Path) -> list[str]:
+    """Config overrides that point an experiment at the tiny benchmark and a temp run folder."""
+    return [
+        f"data.annotations={root}",
+        "data.feature_dim=16",
+        "data.text.dim=24",
+        f"train.out_dir={out}",
+        "train.progress=false",
+    ]

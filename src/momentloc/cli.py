@@ -208,7 +208,19 @@ def _write_json(path: Path, obj: object) -> None:
     os.replace(tmp, path)
 
 
-def main() -> None:
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), help="Where runs and checkpoints go."),
+    epochs: Optional[int] = typer.Option(None, help="Override the training epochs."),
+    model: str = typer.Option("span", help="Which *_synthetic_ci.yaml model to train."),
+) -> None:
+    """The main job: synthetic benchmark, train, evaluate, localize, and the shipped annotations."""
+    from momentloc.demo import run_demo
+
+    run_demo(out, epochs, model)
+
+
+def main() -> None:  # noqa: D401
     """Entry point: user errors become one line on stderr and exit code 2."""
     from momentloc.errors import MomentlocError
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -25,6 +27,18 @@ from momentloc.metrics import evaluate_moments
 from momentloc.models.base import InputSpec
 from momentloc.models.build import WeightedObjectives, build_model
 from momentloc.types import Batch, Moment
+
+
+def _quiet_lightning() -> None:
+    """Keep Lightning's banners and advice out of our output; real warnings still show."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (".*LeafSpec.*", ".*does not have many workers.*", ".*number of training batches.*",
+                    ".*GPU available but not used.*", ".*litlogger.*", ".*litmodels.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+_quiet_lightning()
 
 
 class NonFiniteLossError(MomentlocError):
@@ -131,6 +145,16 @@ class GroundingModule(L.LightningModule):
             "model": self.cfg.model.name,
             "supervision": self.model.supervision,
         }
+        # Dropout and other random layers continue exactly after a resume.
+        checkpoint["rng_cpu"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            checkpoint["rng_cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "rng_cpu" in checkpoint:
+            torch.set_rng_state(checkpoint["rng_cpu"])
+        if "rng_cuda" in checkpoint and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(checkpoint["rng_cuda"])
 
 
 def make_optimizer(cfg: OptimConfig, params: Any, epochs: int) -> Any:

@@ -28,7 +28,7 @@ def annotation_root(cfg: DataConfig) -> Path:
 
 def ensure_generated(cfg: DataConfig) -> None:
     """Generate the synthetic benchmark the config points at if it is not there yet."""
-    if cfg.dataset.startswith(SYNTHETIC):
+    if cfg.dataset.startswith(SYNTHETIC) and not (annotation_root(cfg) / "meta.json").exists():
         from momentloc.data.synthetic import ensure_synthetic
 
         size = cfg.dataset.split("_", 1)[1] if "_" in cfg.dataset else "ci"

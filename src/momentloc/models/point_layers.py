@@ -36,6 +36,9 @@ class PointConfig(ModelConfig):
     temperature: float = 0.07  # softmax temperature over cosine similarities
     anchor: Literal["similarity", "attention"] = "similarity"
     pooling: Literal["max", "mean"] = "max"  # moment feature from its clips
+    # Proposal score at inference: ViGA's dot product of the pooled unit clip vectors with the
+    # unit sentence ("dot"), or the cosine of the pooled vector ("cosine").
+    proposal_score: Literal["dot", "cosine"] = "dot"
     moment_length_factors: list[float] = [0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4]
     overlap_factors: list[float] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
     nms_threshold: float = 0.5  # only matters for k > 1
@@ -144,7 +147,8 @@ class PointEncoder(nn.Module):
     def __init__(self, cfg: PointConfig, spec: InputSpec, gca: Optional[dict] = None) -> None:
         super().__init__()
         d = cfg.dim
-        self.video_proj = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(spec.video_dim, d), nn.ReLU())
+        # Input LayerNorm as in ViGA: clip features of different extractors differ widely in scale.
+        self.video_proj = nn.Sequential(nn.LayerNorm(spec.video_dim), nn.Dropout(cfg.dropout), nn.Linear(spec.video_dim, d), nn.ReLU())
         self.video_pos = nn.Parameter(torch.randn(max(cfg.max_clips, spec.num_clips or 0), d) * 0.02)
         self.video_norm = nn.LayerNorm(d)
         self.gru = nn.GRU(spec.text_dim, d // 2, num_layers=cfg.gru_layers, batch_first=True, bidirectional=True,
@@ -343,7 +347,7 @@ class PointGroundingModel(GroundingModel):
         """Expand the anchor into spans, score each by cosine with the sentence, keep top-k after NMS."""
         from momentloc.decode import nms, topk_segments
 
-        clips, mask = out["clips"].float(), batch.video_mask
+        clips, mask = F.normalize(out["clips"].float(), dim=-1), batch.video_mask
         B, T = mask.shape
         lengths = mask.sum(1)
         anchor = self.anchors(out, batch)
@@ -352,7 +356,11 @@ class PointGroundingModel(GroundingModel):
         ends = starts + span[rows, kk]
         feats = span_features(clips, mask, anchor, starts, ends, rows, self.cfg.pooling)
         scores = torch.zeros(valid.shape, device=clips.device)
-        scores[rows, kk, starts] = F.cosine_similarity(feats, out["sentence"].float()[rows], dim=-1)
+        sentence = F.normalize(out["sentence"].float(), dim=-1)[rows]
+        if self.cfg.proposal_score == "dot":
+            scores[rows, kk, starts] = (feats * sentence).sum(-1)
+        else:
+            scores[rows, kk, starts] = F.cosine_similarity(feats, sentence, dim=-1)
         s = torch.arange(T, device=clips.device)[None, None, :].expand_as(valid)
         seg = torch.stack([s, s + span[..., None]], -1).float()
         seg = seg / lengths[:, None, None, None].float() * batch.duration.float()[:, None, None, None]

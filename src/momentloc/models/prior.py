@@ -84,3 +84,20 @@ def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
     inter = max(0.0, float(min(a[1], b[1]) - max(a[0], b[0])))
     union = float(max(a[1], b[1]) - min(a[0], b[0]))
     return inter / union if union > 0 else 0.0
+
+
+def fit_prior_moments(train_pairs, eval_pairs, k: int = 5, bins: int = 20) -> list[list[Moment]]:
+    """Fit the prior on ``train_pairs`` (annotations only) and rank windows for ``eval_pairs``."""
+    model = PriorBaseline(PriorConfig(bins=bins), InputSpec(1, 1, 1, None))
+    model.train()
+    windows = torch.tensor([p.window for p in train_pairs], dtype=torch.float32)
+    duration = torch.tensor([p.duration for p in train_pairs], dtype=torch.float32)
+    model.loss(Output(), _label_batch(duration, windows))
+    batch = _label_batch(torch.tensor([p.duration for p in eval_pairs], dtype=torch.float32), None)
+    return model.decode(model(batch), batch, k)
+
+
+def _label_batch(duration: torch.Tensor, windows) -> Batch:
+    z = torch.zeros(len(duration), 1)
+    return Batch(video=z, video_mask=z.bool(), words=z, word_mask=z.bool(), word_ids=z.long(), duration=duration,
+                 video_group=z.long(), index=torch.arange(len(duration)), windows=windows)

@@ -102,16 +102,17 @@ class MomentMap(nn.Module):
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         """clips [B,H,N] -> map [B,H,N,N] (zeros outside the candidate cells)."""
         B, H, N = clips.shape
-        out = clips.new_zeros(B, H, N, N)
         idx = torch.arange(N, device=clips.device)
-        out[:, :, idx, idx] = clips
+        values, starts, ends = [clips], [idx], [idx]
         x = clips
-        for i, (kernel, stride, starts, ends) in enumerate(self.steps):
-            if self.variant == "conv":
-                x = F.relu(self.convs[i](x))
-            else:
-                x = F.max_pool1d(x, kernel, stride)
-            out[:, :, starts.to(clips.device), ends.to(clips.device)] = x
+        for i, (kernel, stride, s, e) in enumerate(self.steps):
+            x = F.relu(self.convs[i](x)) if self.variant == "conv" else F.max_pool1d(x, kernel, stride)
+            values.append(x)
+            starts.append(s.to(clips.device))
+            ends.append(e.to(clips.device))
+        out = clips.new_zeros(B, H, N, N)
+        # One scatter for all scales keeps the autograd graph to a single index_put.
+        out[:, :, torch.cat(starts), torch.cat(ends)] = torch.cat(values, -1)
         return out
 
 

@@ -42,6 +42,13 @@ class VLANetConfig(ModelConfig):
     cross_attention: bool = True  # the cascade of cross-modal steps
     cross_steps: int = 3  # alternating V<-A(V,Q), Q<-A(Q,V), V<-A(V,Q), ...
     rescale_attention: bool = True  # keep the mean magnitude through the cascade (see docs)
+    # Eq. 7 sums tanh over the elements of Y; "mean" divides by their number so the
+    # softmax temperature does not grow with the number of surrogates (see docs).
+    energy: Literal["sum", "mean"] = "mean"
+    # Localisation score of a surrogate: the log attention the query-guided steps put
+    # on it ("attention"), or the VLA function E between the attended surrogate and the
+    # attended query ("similarity", the row sums of the paper's Fig. 5 map).
+    localize: Literal["attention", "similarity"] = "similarity"
     margin: float = 0.5
     num_negatives: int = 1
     # Whose partner is replaced in a negative pair: the sentence (the paper's Q-),
@@ -68,16 +75,18 @@ class VLANetConfig(ModelConfig):
 class DenseAttention(nn.Module):
     """A(X, Y): re-weight the elements of X by softmax_n sum_m tanh(W1 x_n . W2 y_m) (Eqs. 7-8)."""
 
-    def __init__(self, dim: int, rescale: bool = True) -> None:
+    def __init__(self, dim: int, rescale: bool = True, mean: bool = False) -> None:
         super().__init__()
         self.w1 = nn.Linear(dim, dim, bias=False)
         self.w2 = nn.Linear(dim, dim, bias=False)
         self.rescale = rescale
+        self.mean = mean
 
     def energy(self, x: torch.Tensor, y: torch.Tensor, y_mask: torch.Tensor) -> torch.Tensor:
         """VLA function E(x_n, Y) for every n: x [B,N,D], y [B,M,D] -> [B,N]."""
         pair = torch.tanh(torch.einsum("bnd,bmd->bnm", self.w1(x), self.w2(y)))
-        return (pair * y_mask[:, None, :].to(pair.dtype)).sum(-1)
+        e = (pair * y_mask[:, None, :].to(pair.dtype)).sum(-1)
+        return e / y_mask.sum(-1, keepdim=True).clamp(min=1).to(e.dtype) if self.mean else e
 
     def forward(self, x: torch.Tensor, x_mask: torch.Tensor, y: torch.Tensor,
                 y_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,12 +105,12 @@ class CascadedAttention(nn.Module):
     """CCA: V<-A(V,V), Q<-A(Q,Q) (Eqs. 9-10), then alternating cross steps (Eqs. 11-12)."""
 
     def __init__(self, dim: int, self_attention: bool, cross_attention: bool, cross_steps: int,
-                 rescale: bool) -> None:
+                 rescale: bool, mean: bool) -> None:
         super().__init__()
-        self.v2v = DenseAttention(dim, rescale) if self_attention else None
-        self.q2q = DenseAttention(dim, rescale) if self_attention else None
+        self.v2v = DenseAttention(dim, rescale, mean) if self_attention else None
+        self.q2q = DenseAttention(dim, rescale, mean) if self_attention else None
         steps = cross_steps if cross_attention else 0
-        self.cross = nn.ModuleList(DenseAttention(dim, rescale) for _ in range(steps))
+        self.cross = nn.ModuleList(DenseAttention(dim, rescale, mean) for _ in range(steps))
 
     def forward(self, v: torch.Tensor, v_mask: torch.Tensor, q: torch.Tensor,
                 q_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
@@ -168,8 +177,8 @@ class VLANet(GroundingModel):
         self.video_fc = nn.Linear(spec.video_dim, d)
         self.drop = nn.Dropout(cfg.dropout)
         self.cca = CascadedAttention(d, cfg.self_attention, cfg.cross_attention, cfg.cross_steps,
-                                     cfg.rescale_attention)
-        self.scorer = DenseAttention(d)  # its energy() is the VLA function of Eq. 13
+                                     cfg.rescale_attention, cfg.energy == "mean")
+        self.scorer = DenseAttention(d, mean=True)  # energy(): the VLA function of Eq. 13, per word
 
     def encode_query(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Q = L2-normalised GRU states [B,M,D] (Eq. 1), word mask, and the final state w_M."""
@@ -201,12 +210,11 @@ class VLANet(GroundingModel):
             pick = None
             v, v_mask = props.flatten(1, 2), valid.flatten(1)
         v, q, log_w = self.cca(v, v_mask, q, q_mask)
-        n_words = q_mask.sum(-1).clamp(min=1).to(v.dtype)
         # Mean over the re-weighted elements = sum_k a_k s_k, the paper's "sum of all elements".
         v_comp = (v * v_mask[..., None].to(v.dtype)).sum(1) / v_mask.sum(1, keepdim=True).to(v.dtype)
-        c = self.scorer.energy(v_comp[:, None], q, q_mask)[:, 0] / n_words
-        if log_w is None:  # no query-guided video attention: score each element with E itself
-            log_w = self.scorer.energy(v, q, q_mask) / n_words[:, None]
+        c = self.scorer.energy(v_comp[:, None], q, q_mask)[:, 0]
+        if log_w is None or self.cfg.localize == "similarity":
+            log_w = self.scorer.energy(v, q, q_mask)
         return {"similarity": c, "scores": log_w.masked_fill(~v_mask, float("-inf")),
                 "valid": v_mask, "pick": pick if pick is not None else v_mask.new_zeros(0)}
 

@@ -1,0 +1,127 @@
+"""Point supervision contract: point models see the glance and nothing else about time.
+
+Batches of a point dataset carry ``point`` and no window; moving every
+window while keeping its glance changes neither the batch nor the losses of
+the point models, bit for bit.
+"""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+pytest.importorskip("momentloc.data.dataset")
+
+from momentloc.data.dataset import GroundingDataset  # noqa: E402
+from momentloc.data.features import FeatureStore  # noqa: E402
+from momentloc.data.formats.activitynet import parse_activitynet  # noqa: E402
+from momentloc.data.points import generate_glance  # noqa: E402
+from momentloc.data.text import load_glove_pickle  # noqa: E402
+from momentloc.models.base import InputSpec  # noqa: E402
+from momentloc.registry import get_model_class  # noqa: E402
+
+POINT_MODELS = ("viga", "sg_sci")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def parts(tiny_synth):
+    pairs = generate_glance(parse_activitynet(tiny_synth / "train.json"), seed=0)
+    store = FeatureStore(tiny_synth / "features.hdf5", dim=16)
+    vocab = load_glove_pickle(tiny_synth / "glove.pkl")
+    return pairs, store, vocab
+
+
+def _moved(pairs):
+    """Every window replaced by another one that still holds the glance (shorter on the left, longer on the right)."""
+    out = []
+    for p in pairs:
+        s, e = p.window
+        new = (p.point - 0.25 * (p.point - s), min(p.duration, e + 0.5 * (p.duration - e) + 0.1))
+        assert new != (s, e) and new[0] <= p.point <= new[1]
+        out.append(replace(p, windows=(new,)))
+    return out
+
+
+def _batch(pairs, store, vocab, n=8):
+    ds = GroundingDataset(pairs, store, vocab, "point")
+    return ds.collate([ds[i] for i in range(n)])
+
+
+def _model(name: str, vocab):
+    torch.manual_seed(0)
+    cls = get_model_class(name)
+    cfg = cls.Config(dim=32, num_heads=4, num_layers=1, gru_layers=1, max_clips=64)
+    return cls(cfg, InputSpec(video_dim=16, text_dim=vocab.dim, vocab_size=len(vocab), num_clips=None))
+
+
+@pytest.mark.parametrize("name", POINT_MODELS)
+def test_point_models_declare_point_supervision(name):
+    assert get_model_class(name).supervision == "point"
+
+
+def test_point_batches_carry_the_point_and_no_window(parts):
+    pairs, store, vocab = parts
+    ds = GroundingDataset(pairs, store, vocab, "point")
+    assert all("window" not in ds[i] for i in range(4))
+    b = ds.collate([ds[i] for i in range(8)])
+    assert b.windows is None and b.point is not None and b.point.shape == (8,)
+    for i in range(8):
+        s, e = pairs[i].window
+        assert s <= float(b.point[i]) <= e
+
+
+def test_moving_windows_keeps_the_batch(parts):
+    pairs, store, vocab = parts
+    a, b = _batch(pairs, store, vocab), _batch(_moved(pairs), store, vocab)
+    for field in ("video", "video_mask", "words", "word_mask", "word_ids", "duration", "point", "index"):
+        assert torch.equal(getattr(a, field), getattr(b, field)), field
+    assert a.windows is None and b.windows is None
+
+
+@pytest.mark.parametrize("name", POINT_MODELS)
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_moving_windows_gives_bit_identical_losses(parts, name, train_mode):
+    pairs, store, vocab = parts
+    losses = []
+    for ps in (pairs, _moved(pairs)):
+        batch = _batch(ps, store, vocab)
+        model = _model(name, vocab).train(train_mode)
+        torch.manual_seed(1)  # the same dropout masks in training mode
+        out = model(batch)
+        losses.append({k: v.detach() for k, v in model.loss(out, batch).items()})
+    assert losses[0].keys() == losses[1].keys()
+    for k in losses[0]:
+        assert torch.equal(losses[0][k], losses[1][k]), k
+
+
+@pytest.mark.parametrize("name", POINT_MODELS)
+def test_a_window_in_the_batch_is_never_read(parts, name):
+    pairs, store, vocab = parts
+    batch = _batch(pairs, store, vocab)
+    model = _model(name, vocab).eval()
+    with torch.no_grad():
+        clean = model.loss(model(batch), batch)["total"]
+        batch.windows = torch.rand(batch.size, 2) * 5.0
+        dirty = model.loss(model(batch), batch)["total"]
+    assert torch.equal(clean, dirty)
+
+
+@pytest.mark.parametrize("name", POINT_MODELS)
+def test_moving_the_glance_changes_the_loss(parts, name):
+    # The converse: the loss does depend on the point (the test above is not vacuous).
+    pairs, store, vocab = parts
+    batch = _batch(pairs, store, vocab)
+    model = _model(name, vocab).eval()
+    with torch.no_grad():
+        before = model.loss(model(batch), batch)["total"]
+        batch.point = (batch.point + 0.3 * batch.duration) % batch.duration
+        after = model.loss(model(batch), batch)["total"]
+    assert not torch.equal(before, after)

@@ -1,0 +1,278 @@
+"""SG-SCI: Gaussian targets, window soft labels, GCA and the three SCL losses against hand-computed
+values; every paper config trains one step; save/reload; the Table 3 switches."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from momentloc.config import load_config
+from momentloc.data.random_batch import random_batch
+from momentloc.models.base import InputSpec
+from momentloc.models.build import build_model
+from momentloc.models.point_layers import gaussian_weights, glance_index, granularity_alignment, log_gaussian
+from momentloc.models.sg_sci import SgSciConfig, SgSciModel, scale_losses, window_grid, window_soft_labels
+from momentloc.registry import get_model_class
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "experiment"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Small CPU ops on a shared 2-core machine run far faster without intra-op threads.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _g(i: int, tau: int, n: int, sigma: float) -> float:
+    """Eq. (5) written out."""
+    x = (i - tau) * 2 / (n - 1)
+    return math.exp(-x * x / (2 * sigma * sigma)) / (math.sqrt(2 * math.pi) * sigma)
+
+
+def test_registered_as_point_model():
+    assert get_model_class("sg_sci") is SgSciModel
+    assert SgSciModel.supervision == "point"
+
+
+def test_glance_index_follows_the_clip_convention():
+    point = torch.tensor([7.5, 30.0, 0.0, 14.99])
+    duration = torch.tensor([30.0, 30.0, 30.0, 30.0])
+    lengths = torch.tensor([10, 10, 10, 4])
+    # 7.5 s of 30 s in 10 clips is clip 2; the very end belongs to the last clip.
+    assert glance_index(point, duration, lengths).tolist() == [2, 9, 0, 1]
+
+
+def test_gaussian_matches_eq5():
+    g = gaussian_weights(torch.tensor([2]), torch.tensor([5]), 5, 0.5)
+    # x = (i - 2) * 2 / 4 = [-1, -.5, 0, .5, 1]; G = exp(-2 x^2) / (0.5 sqrt(2 pi))
+    c = 1 / (0.5 * math.sqrt(2 * math.pi))
+    expected = [c * math.exp(-2.0), c * math.exp(-0.5), c, c * math.exp(-0.5), c * math.exp(-2.0)]
+    torch.testing.assert_close(g[0], torch.tensor(expected))
+    assert abs(expected[2] - 0.797885) < 1e-6
+
+
+def test_gaussian_uses_the_valid_length_and_zeroes_padding():
+    g = gaussian_weights(torch.tensor([1]), torch.tensor([4]), 6, 0.5)
+    expected = [_g(i, 1, 4, 0.5) for i in range(4)] + [0.0, 0.0]
+    torch.testing.assert_close(g[0], torch.tensor(expected))
+
+
+def test_window_grid_covers_each_video_once():
+    starts, ends, valid = window_grid(torch.tensor([10, 7]), 10, 4, 2)
+    assert starts.tolist() == [0, 2, 4, 6, 8]
+    assert ends.tolist() == [[3, 5, 7, 9, 9], [3, 5, 6, 6, 6]]
+    # 10 clips: windows [0,3] [2,5] [4,7] [6,9]; 7 clips: [0,3] [2,5] [4,6] (the cut one reaches the end).
+    assert valid.tolist() == [[True, True, True, True, False], [True, True, True, False, False]]
+
+
+def test_window_soft_labels_eq12_13():
+    n, tau, sigma = 10, 3, 0.5
+    starts, ends, valid = window_grid(torch.tensor([n]), n, 4, 2)
+    log_g = log_gaussian(torch.tensor([tau]), torch.tensor([n]), n, sigma)
+    soft = window_soft_labels(torch.tensor([tau]), starts, ends, valid, log_g, soft=True)
+    # Windows holding clip 3: [0,3] and [2,5]; W = G(start) * G(end).
+    w = [_g(0, tau, n, sigma) * _g(3, tau, n, sigma), _g(2, tau, n, sigma) * _g(5, tau, n, sigma)]
+    expected = torch.tensor([w[0] / sum(w), w[1] / sum(w), 0.0, 0.0, 0.0])
+    torch.testing.assert_close(soft[0], expected)
+    hard = window_soft_labels(torch.tensor([tau]), starts, ends, valid, log_g, soft=False)
+    torch.testing.assert_close(hard[0], torch.tensor([0.5, 0.5, 0.0, 0.0, 0.0]))
+
+
+def test_soft_labels_survive_narrow_gaussians():
+    # sigma 0.04 on a long window would underflow G(s) G(e) in float32 without log space.
+    n = 40
+    starts, ends, valid = window_grid(torch.tensor([n]), n, 32, 16)
+    log_g = log_gaussian(torch.tensor([20]), torch.tensor([n]), n, 0.04)
+    soft = window_soft_labels(torch.tensor([20]), starts, ends, valid, log_g)
+    assert torch.isfinite(soft).all() and abs(float(soft.sum()) - 1.0) < 1e-5
+
+
+def test_three_losses_by_hand():
+    # 4 clips, windows [0,1] and [2,3] (size 2, stride 2), glance in clip 1, sentence along x.
+    clips = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.5, -1.0], [-1.0, 0.0]]])
+    sentence = torch.tensor([[1.0, 0.0]])
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    sim = torch.nn.functional.cosine_similarity(clips, sentence[:, None], dim=-1)
+    s2 = 0.5 / math.sqrt(1.25)
+    torch.testing.assert_close(sim[0], torch.tensor([1.0, 0.0, s2, -1.0]))
+    cfg = SgSciConfig(window_size=2, window_stride=2, sigma=1.0, temperature=0.5)
+    tau = torch.tensor([1])
+    log_g = log_gaussian(tau, torch.tensor([4]), 4, cfg.sigma)
+    out = scale_losses(sim, clips, sentence, mask, tau, log_g, cfg)
+
+    # Eq. (11): -sum_i G_i log softmax(S / t)_i with G normalised over the clips.
+    g = [math.exp(-((i - 1) * 2 / 3) ** 2 / 2) for i in range(4)]
+    g = [v / sum(g) for v in g]
+    logits = [2.0, 0.0, s2 / 0.5, -2.0]
+    lse = math.log(sum(math.exp(v) for v in logits))
+    expected_global = -sum(gi * (li - lse) for gi, li in zip(g, logits))
+    assert abs(float(out["global"]) - expected_global) < 1e-5
+
+    # Only window 0 holds the glance, so the soft label is one-hot and KL = -log p_0.
+    # F-M (Eq. 14): window features are max-pools: [1, 1] (cos 1/sqrt 2) and [0.5, 0] (cos 1).
+    fm = math.log(1 + math.exp((1.0 - 1 / math.sqrt(2)) / 0.5))
+    assert abs(float(out["fm"]) - fm) < 1e-5
+    # M-F (Eqs. 15-16): each window's best clip: S = 1 in window 0, S = s2 in window 1.
+    mf = math.log(1 + math.exp((s2 - 1.0) / 0.5))
+    assert abs(float(out["mf"]) - mf) < 1e-5
+
+
+def test_kl_with_two_positive_windows_by_hand():
+    clips = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0], [0.5, -1.0], [1.0, -1.0]]])
+    sentence = torch.tensor([[1.0, 1.0]])
+    mask = torch.ones(1, 6, dtype=torch.bool)
+    sim = torch.nn.functional.cosine_similarity(clips, sentence[:, None], dim=-1)
+    cfg = SgSciConfig(window_size=3, window_stride=1, sigma=0.5, temperature=1.0, pooling="mean")
+    tau = torch.tensor([2])
+    log_g = log_gaussian(tau, torch.tensor([6]), 6, cfg.sigma)
+    out = scale_losses(sim, clips, sentence, mask, tau, log_g, cfg)
+    # Windows [0,2], [1,3], [2,4], [3,5]; the first three hold clip 2.
+    w = [_g(s, 2, 6, 0.5) * _g(s + 2, 2, 6, 0.5) for s in range(3)]
+    y = [v / sum(w) for v in w] + [0.0]
+    r = 1 / math.sqrt(2)
+    cos = lambda a, b: (a[0] * b[0] + a[1] * b[1]) / math.hypot(*a) / math.hypot(*b)  # noqa: E731
+    means = [[sum(c[0] for c in clips[0, s : s + 3].tolist()) / 3, sum(c[1] for c in clips[0, s : s + 3].tolist()) / 3] for s in range(4)]
+    scores = [cos(m, (1.0, 1.0)) for m in means]
+    lse = math.log(sum(math.exp(v) for v in scores))
+    fm = sum(yi * (math.log(yi) - (si - lse)) for yi, si in zip(y, scores) if yi > 0)
+    assert abs(float(out["fm"]) - fm) < 1e-5
+    s = [cos(c, (1.0, 1.0)) for c in clips[0].tolist()]
+    assert abs(s[0] - r) < 1e-12 and s[2] == pytest.approx(1.0) and s[5] == 0.0
+    keys = [max(s[i : i + 3]) for i in range(4)]
+    lse = math.log(sum(math.exp(v) for v in keys))
+    mf = sum(yi * (math.log(yi) - (ki - lse)) for yi, ki in zip(y, keys) if yi > 0)
+    assert abs(float(out["mf"]) - mf) < 1e-5
+
+
+def test_granularity_alignment_eqs_7_to_10():
+    x = torch.tensor([[[1.0, 0.0], [1.0, 1.0]]])  # two clips
+    x_mask = torch.ones(1, 2, dtype=torch.bool)
+    # columns = words; word 2 is padding and must not count in the row max
+    scores = torch.tensor([[[0.2, 0.7, 0.9], [0.8, 0.3, 0.9]]])
+    other_mask = torch.tensor([[True, True, False]])
+    pooled = torch.tensor([[0.0, 2.0]])
+    out = granularity_alignment(x, x_mask, scores, other_mask, pooled, alpha=0.3)
+    prior_att = [0.7, 0.8]  # Eq. (7)
+    prior_glob = [0.0, 1 / math.sqrt(2)]  # Eq. (8)
+    c = [(a + b) / 2 for a, b in zip(prior_att, prior_glob)]
+    expected = torch.tensor([[[0.3 + 0.7 * c[0], 0.0], [0.3 + 0.7 * c[1], 0.3 + 0.7 * c[1]]]])
+    torch.testing.assert_close(out, expected)
+    only_att = granularity_alignment(x, x_mask, scores, other_mask, pooled, alpha=0.0, prior="attention")
+    torch.testing.assert_close(only_att[0, :, 0], torch.tensor(prior_att))
+
+
+def _spec_for(cfg) -> InputSpec:
+    return InputSpec(video_dim=cfg.data.feature_dim, text_dim=cfg.data.text.dim, vocab_size=200, num_clips=cfg.data.num_clips)
+
+
+@pytest.mark.parametrize("name", ["sg_sci_charades_sta", "sg_sci_tacos", "sg_sci_synthetic_ci"])
+def test_paper_config_trains_one_step(name):
+    cfg = load_config(CONFIGS / f"{name}.yaml")
+    assert cfg.model.name == "sg_sci"
+    torch.manual_seed(0)
+    model = build_model(cfg, _spec_for(cfg))
+    T = min(cfg.data.max_clips or 64, 128)  # TACoS' 512 clips only cost time here
+    batch = random_batch(2, T, cfg.data.feature_dim, num_words=10, text_dim=cfg.data.text.dim, vocab_size=200,
+                         supervision="point", variable_length=True, seed=1)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr)
+    losses = model.loss(model(batch), batch)
+    assert set(losses) >= {"total", "global", "fm", "mf"} and torch.isfinite(losses["total"])
+    opt.zero_grad()
+    losses["total"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    opt.step()
+    model.eval()
+    with torch.no_grad():
+        moments = model.decode(model(batch), batch, k=5)
+    for ms, dur in zip(moments, batch.duration.tolist()):
+        assert 1 <= len(ms) <= 5
+        for m in ms:
+            assert 0.0 <= m.start < m.end <= dur + 1e-5
+
+
+def test_paper_hyper_parameters_in_configs():
+    p = load_config(CONFIGS / "sg_sci_charades_sta.yaml").model.params
+    assert (p["alpha"], p["beta"], p["gamma"], p["sigma"], p["dim"]) == (0.3, 0.1, 0.1, 0.04, 512)
+    assert (p["window_size"], p["window_stride"]) == (8, 4)
+    for name, bs in (("sg_sci_charades_sta", 512), ("sg_sci_tacos", 64)):
+        cfg = load_config(CONFIGS / f"{name}.yaml")
+        assert cfg.train.batch_size == bs and cfg.optim.name == "adamw" and cfg.optim.lr == 1e-4
+        assert cfg.data.glance == "shipped"
+
+
+def _small(**kw) -> SgSciModel:
+    torch.manual_seed(0)
+    cfg = SgSciConfig(dim=32, num_heads=4, num_layers=1, gru_layers=1, max_clips=32, window_size=4, window_stride=2, **kw)
+    return SgSciModel(cfg, InputSpec(video_dim=16, text_dim=24, vocab_size=50, num_clips=None))
+
+
+def _point_batch():
+    return random_batch(3, 20, 16, num_words=6, text_dim=24, vocab_size=50, supervision="point", variable_length=True, seed=3)
+
+
+@pytest.mark.parametrize(
+    "flags,keys",
+    [
+        ({"use_fm": False, "use_mf": False}, {"global"}),
+        ({"use_global": False, "use_mf": False}, {"fm"}),
+        ({"use_global": False, "use_fm": False}, {"mf"}),
+        ({"use_global": False}, {"fm", "mf"}),
+    ],
+)
+def test_table3_switches_select_the_losses(flags, keys):
+    model = _small(**flags).eval()
+    batch = _point_batch()
+    with torch.no_grad():
+        losses = model.loss(model(batch), batch)
+    cfg = model.cfg
+    expected = (float(losses["global"]) if "global" in keys else 0.0) + (cfg.beta * float(losses["fm"]) if "fm" in keys else 0.0) \
+        + (cfg.gamma * float(losses["mf"]) if "mf" in keys else 0.0)
+    assert abs(losses["total"].item() - expected) < 1e-5
+    assert not ({"fm", "mf"} - keys) & set(losses)
+
+
+def test_all_losses_off_is_a_config_error():
+    with pytest.raises(ValueError, match="at least one"):
+        SgSciConfig(use_global=False, use_fm=False, use_mf=False)
+
+
+def test_gca_switches_change_the_representation():
+    batch = _point_batch()
+    outs = {}
+    for key, flags in {"full": {}, "none": {"gca": False}, "video": {"gca_text": False}, "text": {"gca_video": False}}.items():
+        model = _small(**flags).eval()
+        with torch.no_grad():
+            outs[key] = model(batch)
+    assert not torch.allclose(outs["full"]["clips"], outs["none"]["clips"])
+    # GCA on the video only leaves the words as the cross-attention produced them, and vice versa.
+    torch.testing.assert_close(outs["video"]["words"], outs["none"]["words"])
+    torch.testing.assert_close(outs["text"]["clips"], outs["none"]["clips"])
+    torch.testing.assert_close(outs["video"]["clips"], outs["full"]["clips"])
+
+
+def test_state_dict_round_trip_gives_identical_outputs():
+    import io
+
+    a = _small().eval()
+    torch.manual_seed(123)
+    b = SgSciModel(a.cfg, a.spec).eval()
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    buf.seek(0)
+    b.load_state_dict(torch.load(buf, weights_only=True))
+    batch = _point_batch()
+    with torch.no_grad():
+        oa, ob = a(batch), b(batch)
+    torch.testing.assert_close(oa["clip_sim"], ob["clip_sim"], rtol=0, atol=0)
+    assert a.decode(oa, batch, 5) == b.decode(ob, batch, 5)
+
+
+def test_loss_refuses_a_batch_without_point():
+    model = _small()
+    batch = random_batch(2, 12, 16, num_words=5, text_dim=24, vocab_size=50, supervision="weak")
+    with pytest.raises(ValueError, match="point"):
+        model.loss(model(batch), batch)

@@ -1,0 +1,70 @@
+"""GloVe pickles through the restricted unpickler, glove.txt, tokenising and OOV handling."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from momentloc.data.text import build_hashed, load_glove_pickle, load_glove_txt, safe_unpickle, tokenize
+from momentloc.errors import DataError
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned > /tmp/momentloc_pwned",))
+
+
+def test_crafted_pickle_is_refused(tmp_path):
+    p = tmp_path / "evil.pkl"
+    p.write_bytes(pickle.dumps({"w2id": _Evil()}))
+    with pytest.raises(DataError, match=r"refused to load global (posix|os)\.system"):
+        safe_unpickle(p)
+
+
+def test_truncated_pickle_is_an_error(tmp_path):
+    p = tmp_path / "t.pkl"
+    p.write_bytes(pickle.dumps({"a": [1, 2, 3]})[:-5])
+    with pytest.raises(DataError, match="invalid pickle|cannot read pickle"):
+        safe_unpickle(p)
+
+
+def test_shipped_charades_glove(need_file):
+    vocab = load_glove_pickle(need_file("glove/charades_glove.pkl"))
+    assert vocab.dim == 300 and len(vocab) == 1146 - 1 + 2  # <PAD> replaced by <pad>, <unk>
+    ids, tokens = vocab.encode("A person is putting a book on a shelf.", 32)
+    assert tokens == ["a", "person", "is", "putting", "a", "book", "on", "a", "shelf"]
+    assert (ids > 1).all()
+    assert np.abs(vocab.vectors[ids]).sum() > 0
+
+
+def test_shipped_tacos_glove_is_case_sensitive(need_file):
+    vocab = load_glove_pickle(need_file("glove/tacos_glove.pkl"), lowercase=False)
+    assert vocab.vectors.dtype == np.float32
+    ids, tokens = vocab.encode("He took out a pan", 10)
+    assert tokens[0] == "He" and ids[0] > 1
+
+
+def test_glove_txt_keeps_only_needed_words(tmp_path):
+    p = tmp_path / "glove.test.txt"
+    p.write_text("cup 1 2 3\ndoor 4 5 6\nzebra 7 8 9\n")
+    vocab = load_glove_txt(p, keep={"cup", "door"}, oov="unk")
+    assert vocab.words == ["<pad>", "<unk>", "cup", "door"]
+    np.testing.assert_allclose(vocab.vectors[1], [2.5, 3.5, 4.5])  # unk = mean vector
+    ids, _ = vocab.encode("the cup", 5)
+    assert list(ids) == [1, 2]
+
+
+def test_glove_txt_bad_line(tmp_path):
+    p = tmp_path / "g.txt"
+    p.write_text("cup 1 2 3\ndoor 4 x 6\n")
+    with pytest.raises(DataError, match="line 2"):
+        load_glove_txt(p)
+
+
+def test_tokenize_and_hashed_vectors_are_stable():
+    assert tokenize("The person's cup, then; a DOOR!") == ["the", "person's", "cup", "then", "a", "door"]
+    a = build_hashed(["a cup"], 8)
+    b = build_hashed(["cup a"], 8)
+    np.testing.assert_array_equal(a.vectors, b.vectors)
