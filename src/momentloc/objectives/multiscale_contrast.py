@@ -59,8 +59,9 @@ def _centre_sampling(pos_frac: torch.Tensor, mask: torch.Tensor, window: torch.T
     """(positives, outside) [V,T_l]: points within ``half_width`` of the moment centre and inside it."""
     start, end = window[:, :1], window[:, 1:]
     centre = 0.5 * (start + end)
-    inside = (pos_frac >= start) & (pos_frac <= end)
-    near = (pos_frac - centre).abs() <= half_width
+    # Strict bounds, as in the model's own targets.
+    inside = (pos_frac > start) & (pos_frac < end)
+    near = (pos_frac - centre).abs() < half_width
     positive = inside & near & mask
     # A moment shorter than one step of this level still gets its nearest point.
     dist = (pos_frac - centre).abs().masked_fill(~mask, float("inf"))
