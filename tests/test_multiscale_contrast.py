@@ -103,11 +103,10 @@ def test_positive_and_negative_sets_by_hand() -> None:
     assert torch.nonzero(levels[0].pos[0]).flatten().tolist() == [5, 6]
     # Stride 2: point j sits at 2j + 0.5; |2j + 0.5 - 6| < 3 and inside (4, 8) -> j = 2, 3.
     assert torch.nonzero(levels[1].pos[0]).flatten().tolist() == [2, 3]
-    for lv in [base] + levels:
+    for lv, stride in zip([base] + levels, [1, 1, 2]):
         neg = torch.nonzero(lv.neg[0]).flatten()
         assert len(neg) == int(lv.pos.sum())  # |N(l)| = |P(l)|
         # Negatives lie outside the moment: clips 0-3, 8-15 at stride 1, points 0-1, 4-7 at stride 2.
-        stride = 1 if lv is base else [1, 2][levels.index(lv)]
         assert all(not (4 <= j * stride + 0.5 <= 8) for j in neg.tolist())
 
 
