@@ -279,18 +279,21 @@ def train(cfg: ExperimentConfig, resume: Optional[str] = None, run_dir: Optional
     module = GroundingModule(cfg, input_spec(cfg, data.vocab), data.vocab)
     module.eval_pairs = data.val.pairs
     run_dir = Path(run_dir or Path(cfg.train.out_dir) / cfg.name)
+    ckpt_dir = run_dir / "checkpoints"
     ckpt_cb = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="best", monitor=cfg.train.monitor, mode="max", save_last=True,
-        save_top_k=1, enable_version_counter=False,
+        dirpath=ckpt_dir, filename="best", monitor=cfg.train.monitor, mode="max", save_top_k=1, enable_version_counter=False,
     )
-    trainer = _trainer(cfg, run_dir, [ckpt_cb, _EpochSeeder()])
+    # A second callback writes last.ckpt every epoch: Lightning's own save_last
+    # only fires when the monitored metric improved, which breaks resuming.
+    last_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False)
+    trainer = _trainer(cfg, run_dir, [ckpt_cb, last_cb, _EpochSeeder()])
     start = time.perf_counter()
     if resume == "last":
-        resume = str(run_dir / "checkpoints" / "last.ckpt")
+        resume = str(ckpt_dir / "last.ckpt")
     trainer.fit(module, datamodule=GroundingData(data.train, data.val, cfg), ckpt_path=resume)
     seconds = time.perf_counter() - start
     best = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else None
-    return TrainResult(run_dir / "checkpoints" / "last.ckpt", best, dict(module.metrics), seconds, run_dir)
+    return TrainResult(ckpt_dir / "last.ckpt", best, dict(module.metrics), seconds, run_dir)
 
 
 def module_from_checkpoint(path: Path, overrides: Optional[list[str]] = None) -> GroundingModule:

@@ -1,0 +1,90 @@
+"""Train and test experiment configs over several seeds on the synthetic benchmark; print a Markdown table.
+
+Example (what docs/results.md was made with):
+
+    python benchmarks/synthetic_results.py --size ci --seeds 0 1 2 \
+        --config tan2d_synthetic_ci --config tan2d_sscs_synthetic_ci --json artifacts/results/full.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = ("R1@0.1", "R1@0.3", "R1@0.5", "R1@0.7", "R5@0.3", "R5@0.5", "R5@0.7", "mIoU")
+
+
+def run_one(config: str, seed: int, size: str, out_dir: Path, overrides: list[str]) -> dict:
+    """Train one config with one seed, evaluate its selected checkpoint on test."""
+    from momentloc.config import load_config
+    from momentloc.training import evaluate_checkpoint, train
+
+    path = ROOT / "configs" / "experiment" / f"{config}.yaml"
+    sets = [f"train.seed={seed}", f"train.out_dir={out_dir}", f"name={config}_s{seed}", "train.progress=false", *overrides]
+    if size != "ci":
+        sets += [f"data.dataset=synthetic_{size}", f"data.annotations=artifacts/synthetic/{size}"]
+    cfg = load_config(path, sets)
+    t0 = time.perf_counter()
+    result = train(cfg)
+    train_s = time.perf_counter() - t0
+    ckpt = result.best_checkpoint or result.checkpoint
+    metrics, _, _ = evaluate_checkpoint(ckpt, "test", [f"train.out_dir={out_dir}"], breakdowns=False)
+    return {"config": config, "seed": seed, "train_seconds": train_s, **{k: float(v) for k, v in metrics.items()}}
+
+
+def table(rows: list[dict], label: dict[str, str] | None = None) -> str:
+    """Mean ± std over seeds per config, in Markdown."""
+    label = label or {}
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["config"], []).append(r)
+    head = "| method | seeds | " + " | ".join(COLUMNS) + " | train time (s) |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 3)]
+    for config, rs in by.items():
+        cells = []
+        for c in COLUMNS + ("train_seconds",):
+            vals = [r[c] for r in rs if c in r]
+            if not vals:
+                cells.append("-")
+                continue
+            sd = statistics.pstdev(vals) if len(vals) > 1 else 0.0
+            cells.append(f"{statistics.mean(vals):.1f} ± {sd:.1f}" if c != "train_seconds" else f"{statistics.mean(vals):.0f}")
+        lines.append(f"| {label.get(config, config)} | {len(rs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Command-line entry."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", action="append", required=True, help="experiment config name (repeatable)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--size", default="ci", choices=["ci", "bench", "long"])
+    ap.add_argument("--set", action="append", default=[], dest="overrides")
+    ap.add_argument("--out-dir", type=Path, default=Path("runs/results"))
+    ap.add_argument("--json", type=Path, default=None, help="append raw rows to this JSON file")
+    args = ap.parse_args()
+    if args.size != "ci":
+        from momentloc.data.synthetic import ensure_synthetic
+
+        ensure_synthetic(Path("artifacts/synthetic") / args.size, args.size)
+    rows = []
+    if args.json and args.json.exists():
+        rows = json.loads(args.json.read_text())
+    for config in args.config:
+        for seed in args.seeds:
+            row = run_one(config, seed, args.size, args.out_dir, args.overrides)
+            row["size"] = args.size
+            rows.append(row)
+            print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items() if "/" not in k}), flush=True)
+            if args.json:
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                args.json.write_text(json.dumps(rows, indent=1))
+    print(table([r for r in rows if r["config"] in args.config and r.get("size") == args.size]))
+
+
+if __name__ == "__main__":
+    main()
