@@ -202,3 +202,15 @@ def test_embeddings_for_plug_in_objectives():
     e = out.embeddings
     assert e["clips"].shape == (3, 20, 32) and e["sentence"].shape == (3, 32) and e["words"].shape == (3, 6, 32)
     assert torch.equal(e["clip_mask"], batch.video_mask) and torch.equal(e["word_mask"], batch.word_mask)
+
+
+@pytest.mark.slow
+def test_baseline_learns_twice_the_prior_on_synthetic(ci_synth, tmp_path):
+    from momentloc.training import evaluate_checkpoint, train
+
+    over = [f"data.annotations={ci_synth}", f"train.out_dir={tmp_path}", "train.progress=false"]
+    scores = {}
+    for name in ("prior", "viga"):
+        result = train(load_config(CONFIGS / f"{name}_synthetic_ci.yaml", over))
+        scores[name] = evaluate_checkpoint(result.checkpoint, "test", [f"train.out_dir={tmp_path}"], breakdowns=False)[0]
+    assert scores["viga"]["R1@0.5"] >= 2 * scores["prior"]["R1@0.5"], scores

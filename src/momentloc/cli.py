@@ -220,6 +220,97 @@ def demo(
     run_demo(out, epochs, model)
 
 
+@app.command()
+def extract(
+    videos: List[Path] = typer.Argument(..., help="Video files or folders of videos."),
+    out: Path = typer.Option(..., "--out", help="Feature store: a folder of .npy (or a .npz / .h5 file)."),
+    encoder: str = typer.Option("tiny", help="tiny (built-in test encoder) or clip (open_clip, needs --weights)."),
+    weights: Optional[Path] = typer.Option(None, help="Local encoder weights file (nothing is downloaded)."),
+    model: str = typer.Option("ViT-B-32", help="open_clip architecture name for --encoder clip."),
+    fps: float = typer.Option(1.0, help="Frames sampled per second (by timestamp; variable frame rate is fine)."),
+    frames_per_clip: int = typer.Option(1, help="Sampled frames mean-pooled into one clip feature."),
+    batch_size: int = typer.Option(32, help="Frames per encoder batch."),
+    resume: bool = typer.Option(True, help="Skip videos the store already holds."),
+    device: str = typer.Option("cpu", help="Torch device for the encoder."),
+) -> None:
+    """Decode videos at a fixed fps, encode frames, pool to clips, write a feature store (resumable)."""
+    from momentloc.video import extract_features, list_videos, load_encoder
+
+    files = [f for v in videos for f in (list_videos(v) if v.is_dir() else [v])]
+    enc = load_encoder(encoder, weights, model=model, device=device)
+    res = extract_features(files, enc, fps, out, batch_size=batch_size, resume=resume, frames_per_clip=frames_per_clip)
+    typer.echo(f"{len(res.done)} extracted, {len(res.skipped)} already done, {len(res.failed)} failed -> {res.store}")
+    for path, reason in res.failed:
+        typer.echo(f"failed: {path}: {reason}", err=True)
+    if res.failed:
+        sys.exit(1)
+
+
+@app.command()
+def predict(
+    checkpoint: Path = typer.Option(..., help="A momentloc checkpoint (.ckpt)."),
+    query: List[str] = typer.Option(..., help="The sentence to ground (repeatable)."),
+    video: Optional[Path] = typer.Option(None, help="A video file (encoded as the checkpoint's features were)."),
+    features: Optional[Path] = typer.Option(None, help="Clip features [T, D] as .npy (instead of --video)."),
+    duration: Optional[float] = typer.Option(None, help="Video duration in seconds (with --features)."),
+    top_k: int = typer.Option(5, help="Moments per query."),
+    plot: Optional[Path] = typer.Option(None, help="Draw the moments and the score curve to this PNG (first query)."),
+    weights: Optional[Path] = typer.Option(None, help="Encoder weights, if not where the feature spec recorded them."),
+    device: Optional[str] = typer.Option(None, help="Torch device (default: cuda if available)."),
+) -> None:
+    """Print the top moments (start, end, score in seconds) for each query on a video or its features."""
+    import numpy as np
+
+    from momentloc.errors import MomentlocError
+    from momentloc.predict import Predictor
+
+    if (video is None) == (features is None):
+        raise MomentlocError("give exactly one of --video or --features")
+    if features is not None and duration is None:
+        raise MomentlocError("--features needs --duration (seconds)")
+    pred = Predictor.from_checkpoint(checkpoint, device=device, weights=weights)
+    if video is not None:
+        enc = pred.encode_video(video)
+    else:
+        try:
+            arr = np.load(features, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise MomentlocError(f"{features}: cannot read features ({err})") from None
+        enc = pred.encode_video(arr, duration=duration)
+    results = pred.localize(enc, query, top_k=top_k)
+    from rich.table import Table
+
+    for q, moments in zip(query, results):
+        table = Table(title=f'"{q}"  ({enc.name}, {enc.duration:.1f} s)')
+        for col in ("#", "start (s)", "end (s)", "score"):
+            table.add_column(col, justify="right")
+        for i, m in enumerate(moments, 1):
+            table.add_row(str(i), f"{m.start:.2f}", f"{m.end:.2f}", f"{m.score:.4f}")
+        _console().print(table)
+    if plot:
+        from momentloc.viz import plot_timeline
+
+        plot_timeline(plot, enc.duration, results[0], query=query[0], curve=pred.score_curve(enc, query[0]))
+        typer.echo(f"plot: {plot}")
+
+
+@app.command()
+def serve(
+    checkpoint: Path = typer.Option(..., help="A momentloc checkpoint (.ckpt) trained on features with a feature spec."),
+    videos: Path = typer.Option(..., help="Folder of videos to serve (uploads are stored here too)."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="TCP port."),
+    max_upload_mb: float = typer.Option(200.0, help="Largest accepted upload."),
+    weights: Optional[Path] = typer.Option(None, help="Encoder weights, if not where the feature spec recorded them."),
+    device: Optional[str] = typer.Option(None, help="Torch device (default: cuda if available)."),
+) -> None:
+    """Run the demo page and JSON API (OpenAPI at /api/openapi.json) over a folder of videos."""
+    from momentloc.server.app import serve as run
+
+    typer.echo(f"serving {videos} on http://{host}:{port}/")
+    run(checkpoint, videos, host=host, port=port, max_upload_mb=max_upload_mb, device=device, weights=weights)
+
+
 def main() -> None:  # noqa: D401
     """Entry point: user errors become one line on stderr and exit code 2."""
     from momentloc.errors import MomentlocError

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
+from torch import nn
 
 from momentloc.data.dataset import collate
 from momentloc.data.features import check_features, resample
-from momentloc.errors import DataError, MomentlocError
+from momentloc.errors import CheckpointError, DataError, MomentlocError
 from momentloc.types import Moment
+
+if TYPE_CHECKING:  # the video stack (PyAV) loads only when a raw video is given
+    from momentloc.encoders import FeatureSpec, FrameEncoder
 
 
 @dataclass
@@ -24,43 +30,109 @@ class EncodedVideo:
     name: str = "video"
 
 
+class _Parts(nn.Module):
+    """Holds a bare model with its vocabulary and config, shaped like the training module."""
+
+    def __init__(self, model: nn.Module, vocab: Any, cfg: Any) -> None:
+        super().__init__()
+        self.model, self.vocab, self.cfg = model, vocab, cfg
+
+
 class Predictor:
     """Loads a checkpoint once; encodes a video once; answers many queries against it."""
 
-    def __init__(self, module, device: Union[str, torch.device] = "cpu") -> None:
+    def __init__(self, module, device: Union[str, torch.device] = "cpu", feature_spec: Optional["FeatureSpec"] = None,
+                 encoder: Optional["FrameEncoder"] = None, cache_size: int = 16) -> None:
         self.module = module.to(device).eval()
         self.model = module.model
         self.vocab = module.vocab
         self.cfg = module.cfg
         self.device = torch.device(device)
+        self.feature_spec = feature_spec
+        self._encoder = encoder
+        self._weights: Optional[Union[str, Path]] = None
+        self._cache: "OrderedDict[tuple, EncodedVideo]" = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self.videos_encoded = 0  # raw videos decoded and encoded (not served from the cache)
 
     @classmethod
-    def from_checkpoint(cls, path: Union[str, Path], device: Optional[str] = None) -> "Predictor":
-        """Load a momentloc checkpoint (safely: ``weights_only``)."""
+    def from_checkpoint(cls, path: Union[str, Path], device: Optional[str] = None, encoder: Optional["FrameEncoder"] = None,
+                        weights: Optional[Union[str, Path]] = None) -> "Predictor":
+        """Load a momentloc checkpoint (safely: ``weights_only``) and the feature spec it was trained on.
+
+        ``encoder`` (or ``weights`` for the spec's own encoder) is what raw videos are encoded with; it must
+        match the spec, else a ``CheckpointError`` is raised when a raw video is first encoded.
+        """
         from momentloc.training import module_from_checkpoint
 
         dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cls(module_from_checkpoint(Path(path)), dev)
+        module = module_from_checkpoint(Path(path))
+        from momentloc.video import checkpoint_feature_spec
+
+        pred = cls(module, dev, feature_spec=checkpoint_feature_spec(path, module.cfg), encoder=encoder)
+        pred._weights = weights
+        return pred
+
+    @classmethod
+    def from_model(cls, model: nn.Module, vocab: Any, cfg: Any, device: str = "cpu", feature_spec: Optional["FeatureSpec"] = None,
+                   encoder: Optional["FrameEncoder"] = None) -> "Predictor":
+        """Wrap an in-memory model (with its vocabulary and experiment config) without a checkpoint file."""
+        return cls(_Parts(model, vocab, cfg), device, feature_spec, encoder)
 
     @property
     def feature_dim(self) -> int:
         """The clip-feature width the checkpoint was trained on."""
         return int(self.cfg.data.feature_dim)
 
+    def frame_encoder(self) -> "FrameEncoder":
+        """The encoder raw videos go through (built from the feature spec on first use; checked against it)."""
+        from momentloc.video import check_encoder, encoder_for_spec
+
+        if self.feature_spec is None:
+            raise CheckpointError("this checkpoint carries no feature spec (encoder, fps, dim), so a raw video cannot be "
+                                  "encoded like its training features; pass features instead (--features)")
+        if self.feature_spec.dim != self.feature_dim:
+            raise CheckpointError(f"the model takes features of dim {self.feature_dim}, its feature spec says {self.feature_spec.describe()}")
+        if self._encoder is None:
+            self._encoder = encoder_for_spec(self.feature_spec, self._weights, device=str(self.device))
+        return check_encoder(self.feature_spec, self._encoder)
+
+    def _encode_file(self, path: Path) -> tuple[np.ndarray, float]:
+        from momentloc.video import features_for_checkpoint
+
+        self.videos_encoded += 1
+        return features_for_checkpoint(path, self.cfg, self.feature_spec, self.frame_encoder())
+
     def encode_video(self, video: Union[np.ndarray, str, Path], duration: Optional[float] = None, fps: Optional[float] = None) -> EncodedVideo:
         """Prepare features [T, D] (or a video file, through the feature extractor) for localization."""
         if isinstance(video, (str, Path)):
-            from momentloc.video import features_for_checkpoint
+            path = Path(video)
+            if not path.is_file():
+                raise DataError(path, "video file not found")
+            st = path.stat()
+            key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+            with self._lock:  # one decode per file even when requests arrive together
+                if key in self._cache:
+                    self._cache.move_to_end(key)
+                    return self._cache[key]
+                feats, dur = self._encode_file(path)
+                enc = self._prepare(feats, dur, path.name)
+                self._cache[key] = enc
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+                return enc
+        feats = np.asarray(video, dtype=np.float32)
+        if duration is None:
+            if fps is None:
+                raise MomentlocError("localize(features): give the video's duration in seconds (or fps)")
+            duration = feats.shape[0] / fps
+        return self._prepare(feats, float(duration), "features")
 
-            feats, dur = features_for_checkpoint(Path(video), self.cfg)
-            name = Path(video).name
-        else:
-            feats, name = np.asarray(video, dtype=np.float32), "features"
-            if duration is None:
-                if fps is None:
-                    raise MomentlocError("localize(features): give the video's duration in seconds (or fps)")
-                duration = feats.shape[0] / fps
-            dur = float(duration)
+    def _prepare(self, feats: np.ndarray, dur: float, name: str) -> EncodedVideo:
+        if feats.ndim == 2 and feats.shape[1] != self.feature_dim:
+            made = f" (made by {self.feature_spec.describe()})" if self.feature_spec is not None else ""
+            raise DataError(None, f"features have dimension {feats.shape[1]}, but this checkpoint takes {self.feature_dim}-dim features{made}")
         feats = check_features(feats, name, "<features>", self.feature_dim)
         if self.cfg.data.num_clips is not None:
             feats = resample(feats, self.cfg.data.num_clips)
@@ -68,9 +140,19 @@ class Predictor:
             feats = resample(feats, self.cfg.data.max_clips)
         if self.cfg.data.normalize_features:
             feats = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-6)
-        if dur <= 0:
+        if not dur > 0:
             raise DataError(None, f"duration must be positive, got {dur}")
-        return EncodedVideo(torch.from_numpy(np.ascontiguousarray(feats)), dur, name)
+        return EncodedVideo(torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32)), dur, name)
+
+    def _batch(self, enc: EncodedVideo, qs: Sequence[str], offset: int = 0) -> Any:
+        items = []
+        for j, q in enumerate(qs):
+            ids, _ = self.vocab.encode(q, self.cfg.data.text.max_words)
+            if len(ids) == 0 or not (ids > 1).any():
+                raise DataError(None, f"query {q!r} has no known words for this checkpoint's vocabulary")
+            items.append({"index": offset + j, "video_id": enc.name, "video": enc.features,
+                          "word_ids": torch.from_numpy(ids), "duration": enc.duration})
+        return collate(items, self.vocab).to(self.device)
 
     @torch.no_grad()
     def localize(
@@ -86,14 +168,29 @@ class Predictor:
         qs = [queries] if isinstance(queries, str) else list(queries)
         out: list[list[Moment]] = []
         for start in range(0, len(qs), batch_size):
-            items = []
-            for j, q in enumerate(qs[start : start + batch_size]):
-                ids, _ = self.vocab.encode(q, self.cfg.data.text.max_words)
-                if len(ids) == 0 or not (ids > 1).any():
-                    raise DataError(None, f"query {q!r} has no known words for this checkpoint's vocabulary")
-                items.append({"index": start + j, "video_id": enc.name, "video": enc.features,
-                              "word_ids": torch.from_numpy(ids), "duration": enc.duration})
-            batch = collate(items, self.vocab).to(self.device)
+            batch = self._batch(enc, qs[start : start + batch_size], start)
             res = self.model(batch)
             out.extend(self.model.decode(res, batch, top_k))
         return out
+
+    @torch.no_grad()
+    def raw_output(self, video: Union[EncodedVideo, np.ndarray, str, Path], query: str, duration: Optional[float] = None) -> Any:
+        """The model's own ``Output`` for one query (e.g. ``score_map`` of tan2d, ``alignment_map`` of fsan)."""
+        enc = video if isinstance(video, EncodedVideo) else self.encode_video(video, duration)
+        return self.model(self._batch(enc, [query]))
+
+    def score_curve(self, video: Union[EncodedVideo, np.ndarray, str, Path], query: str, duration: Optional[float] = None,
+                    candidates: int = 100, points: int = 200) -> tuple[np.ndarray, np.ndarray]:
+        """(times s, score): at each time the best score of any of the top ``candidates`` moments covering it."""
+        enc = video if isinstance(video, EncodedVideo) else self.encode_video(video, duration)
+        moments = self.localize(enc, query, top_k=candidates)[0]
+        times = (np.arange(points) + 0.5) * enc.duration / points
+        curve = np.full(points, np.nan)
+        for m in moments:
+            inside = (times >= m.start) & (times <= m.end)
+            curve[inside] = np.fmax(curve[inside], m.score)
+        if np.isnan(curve).all():
+            curve[:] = 0.0
+        else:
+            curve[np.isnan(curve)] = np.nanmin(curve)  # times no candidate covers get the lowest score
+        return times, curve

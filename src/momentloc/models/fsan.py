@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from typing import Literal
+
 from pydantic import field_validator
 from torch import nn
 
@@ -47,11 +49,17 @@ class FSANConfig(ModelConfig):
     lambda_outer: float = 1.0 / 3.0
     inner_loss: bool = True  # False / False: the "w/o loss on SAP" ablation
     outer_loss: bool = True
-    mask_repeated_tokens: bool = True
+    # Tokens shared by S and S- are masked on P- ("negative", Section 3.3), on both maps
+    # ("both": the positive's score then also ignores them), or nowhere ("none").
+    mask_repeated_tokens: Literal["negative", "both", "none"] = "negative"
     detach_weights: bool = True  # SC_{s,e} as a confidence weight, not a path for gradients
+    # Weights of Eqs. 10 and 12: SC_{s,e} as printed ("score"), or SC minus its mean over
+    # the pair's segments ("centered"), so a map that is flat in time gets no pull (see docs).
+    loss_weights: Literal["score", "centered", "softmax"] = "softmax"
+    weight_temperature: float = 0.1  # of the "softmax" weights
     nms_iou: float = 0.5
 
-    @field_validator("hidden", "align_dim", "heads", "ffn", "icim_layers", "max_words", "max_clips")
+    @field_validator("hidden", "align_dim", "heads", "ffn", "max_words", "max_clips")
     @classmethod
     def _positive(cls, v: int) -> int:
         if v < 1:
@@ -145,8 +153,8 @@ def segment_scores(p: torch.Tensor, tok_mask: torch.Tensor,
 
 
 def inner_outer_losses(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.Tensor,
-                       sc: torch.Tensor, valid: torch.Tensor,
-                       detach_weights: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                       sc: torch.Tensor, valid: torch.Tensor, detach_weights: bool = True,
+                       weights: str = "score", temperature: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
     """L^i (Eqs. 9-10) and L^o (Eqs. 11-12), each sum_{s,e} SC_{s,e} L_{s,e} / #segments, batch mean.
 
     The outer term lowers each outside clip's weakest response as
@@ -161,8 +169,14 @@ def inner_outer_losses(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch
     _, outside, _ = _segment_geometry(clip_mask)
     q_out = q.sum(1).view(-1, 1, 1) - interval_sums(q)
     outer = torch.where(outside > 0, q_out / outside.clamp(min=1.0), torch.zeros_like(q_out))
-    w = (sc.detach() if detach_weights else sc) * valid.to(p.dtype)
-    n_seg = valid.sum((1, 2)).clamp(min=1).to(p.dtype)
+    vf = valid.to(p.dtype)
+    n_seg = vf.sum((1, 2)).clamp(min=1.0)
+    w = (sc.detach() if detach_weights else sc) * vf
+    if weights == "centered":
+        w = (w - (w.sum((1, 2)) / n_seg).view(-1, 1, 1)) * vf
+    elif weights == "softmax":
+        logits = (w / temperature).masked_fill(~valid, float("-inf")).flatten(1)
+        w = torch.softmax(logits, -1).view_as(w) * n_seg.view(-1, 1, 1)
     return (w * inner).sum((1, 2)).div(n_seg).mean(), (w * outer).sum((1, 2)).div(n_seg).mean()
 
 
@@ -245,33 +259,33 @@ class FSAN(GroundingModel):
                       "sentence": _masked_mean(s2, s_mask)}
         return Output(tensors=tensors, embeddings=embeddings)
 
-    def _negative_match(self, out: Output, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """S(V, S-) with tokens shared with S masked on P- (Section 3.3), and validity."""
+    def _match_scores(self, out: Output, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """S(V, S) and S(V, S-) (Eq. 7) with repeated tokens masked (Section 3.3), and validity."""
         t = out.tensors
         neg, ok = sample_negatives(batch.video_group, 1)
         neg = neg[:, 0]
         p_neg, _, _ = self.alignment(t["text_in"][neg], t["text_mask"][neg], t["video_in"],
                                      batch.video_mask)
-        tok = t["text_mask"][neg]
-        if self.cfg.mask_repeated_tokens:
-            tok = repeated_token_mask(batch.word_ids, t["text_mask"], batch.word_ids[neg], tok)
-        ok = ok & tok.any(1)
-        tok_safe = tok.clone()
-        tok_safe[:, 0] |= ~tok.any(1)  # rows without a token left are dropped via ok
-        sc, valid = segment_scores(p_neg, tok_safe, batch.video_mask)
-        return sc.masked_fill(~valid, float("-inf")).flatten(1).max(1).values, ok
+        tok_pos, tok_neg = t["text_mask"], t["text_mask"][neg]
+        mode = self.cfg.mask_repeated_tokens
+        if mode != "none":
+            tok_neg = repeated_token_mask(batch.word_ids, tok_pos, batch.word_ids[neg], tok_neg)
+        if mode == "both":
+            tok_pos = repeated_token_mask(batch.word_ids[neg], t["text_mask"][neg], batch.word_ids, tok_pos)
+        ok = ok & tok_neg.any(1) & tok_pos.any(1)
+        pos = out["match_score"] if mode != "both" else _best_segment(out["alignment_map"], tok_pos, batch.video_mask)
+        return pos, _best_segment(p_neg, tok_neg, batch.video_mask), ok
 
     def loss(self, out: Output, batch: Batch) -> dict[str, torch.Tensor]:
         """lambda1 L^t + lambda2 L^i + lambda3 L^o (Eq. 13)."""
         cfg = self.cfg
-        pos = out["match_score"]
-        neg, ok = self._negative_match(out, batch)
+        pos, neg, ok = self._match_scores(out, batch)
         okf = ok.to(pos.dtype)
         hinge = F.relu(cfg.margin - pos + torch.where(ok, neg, torch.zeros_like(neg)))
         triplet = (hinge * okf).sum() / okf.sum().clamp(min=1.0)
         inner, outer = inner_outer_losses(out["alignment_map"], out["text_mask"], batch.video_mask,
                                           out["segment_scores"], out["segment_valid"],
-                                          cfg.detach_weights)
+                                          cfg.detach_weights, cfg.loss_weights, cfg.weight_temperature)
         total = cfg.lambda_triplet * triplet
         if cfg.inner_loss:
             total = total + cfg.lambda_inner * inner
@@ -286,6 +300,14 @@ class FSAN(GroundingModel):
         b = out["segments"].shape[0]
         return rank_segments(out["segments"].reshape(b, -1, 2), out["segment_scores"].reshape(b, -1),
                              out["segment_valid"].reshape(b, -1), batch.duration, k, self.cfg.nms_iou)
+
+
+def _best_segment(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.Tensor) -> torch.Tensor:
+    """max_{s,e} SC_{s,e} (Eq. 7); a row with no token left keeps its first (dropped by the caller)."""
+    tok = tok_mask.clone()
+    tok[:, 0] |= ~tok.any(1)
+    sc, valid = segment_scores(p, tok, clip_mask)
+    return sc.masked_fill(~valid, float("-inf")).flatten(1).max(1).values
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

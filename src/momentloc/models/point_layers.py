@@ -37,8 +37,10 @@ class PointConfig(ModelConfig):
     anchor: Literal["similarity", "attention"] = "similarity"
     pooling: Literal["max", "mean"] = "max"  # moment feature from its clips
     # Proposal score at inference: ViGA's dot product of the pooled unit clip vectors with the
-    # unit sentence ("dot"), or the cosine of the pooled vector ("cosine").
-    proposal_score: Literal["dot", "cosine"] = "dot"
+    # unit sentence ("dot"), the cosine of the pooled vector ("cosine"), or the contrast of the
+    # clip-sentence similarity inside the span with its flanks ("contrast").
+    proposal_score: Literal["dot", "cosine", "contrast"] = "dot"
+    contrast_margin: float = 1.0  # flank width per side, as a fraction of the span
     moment_length_factors: list[float] = [0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4]
     overlap_factors: list[float] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
     nms_threshold: float = 0.5  # only matters for k > 1
@@ -300,6 +302,23 @@ def span_features(clips: torch.Tensor, mask: torch.Tensor, anchor: torch.Tensor,
     return torch.maximum(left[rows, starts], right[rows, ends - 1])
 
 
+def span_contrast(sim: torch.Tensor, mask: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, rows: torch.Tensor,
+                  margin: float) -> torch.Tensor:
+    """Mean similarity inside [start, end) minus the mean over flanks of width margin * length on each side.
+
+    A span whose flanks fall entirely outside the video scores 0.
+    """
+    cs = torch.cat([torch.zeros_like(sim[:, :1]), (sim * mask).cumsum(1)], 1)
+    n = mask.sum(1)[rows]
+    length = ends - starts
+    width = torch.round(length.float() * margin).long().clamp(min=1)
+    left, right = (starts - width).clamp(min=0), torch.minimum(ends + width, n)
+    inner = (cs[rows, ends] - cs[rows, starts]) / length.clamp(min=1)
+    flank = (cs[rows, starts] - cs[rows, left]) + (cs[rows, right] - cs[rows, ends])
+    count = (starts - left) + (right - ends)
+    return torch.where(count > 0, inner - flank / count.clamp(min=1), torch.zeros_like(inner))
+
+
 # --------------------------------------------------------------------------- the shared model
 
 
@@ -344,7 +363,7 @@ class PointGroundingModel(GroundingModel):
 
     @torch.no_grad()
     def decode(self, out: Output, batch: Batch, k: int = 5) -> list[list[Moment]]:
-        """Expand the anchor into spans, score each by cosine with the sentence, keep top-k after NMS."""
+        """Expand the anchor into spans that hold it, score each, keep the top-k after NMS (seconds)."""
         from momentloc.decode import nms, topk_segments
 
         clips, mask = F.normalize(out["clips"].float(), dim=-1), batch.video_mask
@@ -354,13 +373,8 @@ class PointGroundingModel(GroundingModel):
         valid, span = anchor_proposals(anchor, lengths, T, self.cfg.moment_length_factors, self.cfg.overlap_factors)
         rows, kk, starts = valid.nonzero(as_tuple=True)
         ends = starts + span[rows, kk]
-        feats = span_features(clips, mask, anchor, starts, ends, rows, self.cfg.pooling)
         scores = torch.zeros(valid.shape, device=clips.device)
-        sentence = F.normalize(out["sentence"].float(), dim=-1)[rows]
-        if self.cfg.proposal_score == "dot":
-            scores[rows, kk, starts] = (feats * sentence).sum(-1)
-        else:
-            scores[rows, kk, starts] = F.cosine_similarity(feats, sentence, dim=-1)
+        scores[rows, kk, starts] = self._proposal_scores(out, clips, mask, anchor, starts, ends, rows)
         s = torch.arange(T, device=clips.device)[None, None, :].expand_as(valid)
         seg = torch.stack([s, s + span[..., None]], -1).float()
         seg = seg / lengths[:, None, None, None].float() * batch.duration.float()[:, None, None, None]
@@ -369,6 +383,17 @@ class PointGroundingModel(GroundingModel):
         # NMS may leave fewer than k; fill with the best suppressed spans so R@k sees k moments.
         best = topk_segments(seg, scores, k, valid)
         return [self._moments(kept, best, b, k, float(batch.duration[b])) for b in range(B)]
+
+    def _proposal_scores(self, out: Output, clips: torch.Tensor, mask: torch.Tensor, anchor: torch.Tensor,
+                         starts: torch.Tensor, ends: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Score of each span [start, end) of row ``rows`` (see ``PointConfig.proposal_score``)."""
+        if self.cfg.proposal_score == "contrast":
+            return span_contrast(out["clip_sim"].float(), mask, starts, ends, rows, self.cfg.contrast_margin)
+        feats = span_features(clips, mask, anchor, starts, ends, rows, self.cfg.pooling)
+        sentence = F.normalize(out["sentence"].float(), dim=-1)[rows]
+        if self.cfg.proposal_score == "dot":
+            return (feats * sentence).sum(-1)
+        return F.cosine_similarity(feats, sentence, dim=-1)
 
     @staticmethod
     def _moments(kept, best, b: int, k: int, duration: float) -> list[Moment]:  # type: ignore[no-untyped-def]

@@ -1,0 +1,240 @@
+"""The demo server: a JSON API (OpenAPI at /api/openapi.json) and one static page over a folder of videos.
+
+Safety rules: files are read only under the configured folder (no ``..``, no
+absolute paths, no links out of it); uploads are size-capped while they stream;
+localization has a time limit; clients get ``{"error": "..."}`` with a short
+message, never a server path or a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from momentloc.errors import MomentlocError
+
+log = logging.getLogger("momentloc.server")
+STATIC = Path(__file__).resolve().parent / "static"
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+# An absolute path where a path starts (line start, after a space, quote, bracket or '='): "and/or" stays.
+_ABS_PATH = re.compile(r"(?:^|(?<=[\s'\"(=]))(?:[A-Za-z]:)?[\\/][^\s:'\"]*")
+
+
+class LocalizeRequest(BaseModel):
+    """A query against one video of the folder."""
+
+    video: str = Field(..., description="Video name as listed by GET /api/videos (relative to the folder).", max_length=512)
+    query: str = Field(..., description="The sentence to ground.", min_length=1, max_length=500)
+    top_k: int = Field(5, ge=1, le=50, description="How many moments to return.")
+
+
+class MomentOut(BaseModel):
+    """One predicted moment in seconds."""
+
+    start: float
+    end: float
+    score: float
+
+
+class LocalizeResponse(BaseModel):
+    """Ranked moments (best first) for one query."""
+
+    video: str
+    query: str
+    duration: float
+    moments: list[MomentOut]
+
+
+class VideoInfo(BaseModel):
+    """A playable file of the folder."""
+
+    name: str
+    size: int
+
+
+class VideoList(BaseModel):
+    """Every video file under the folder."""
+
+    videos: list[VideoInfo]
+
+
+class UploadResponse(BaseModel):
+    """The name a stored upload is listed and played under."""
+
+    name: str
+    size: int
+
+
+class ErrorOut(BaseModel):
+    """Every failure: a short message, nothing from the server's file system."""
+
+    error: str
+
+
+def _public(message: str, root: Path) -> str:
+    """A message safe to show a client: no server paths, one line, short."""
+    text = message.splitlines()[0] if message else "request failed"
+    text = text.replace(str(root), "").replace(str(root.resolve()), "")
+    return _ABS_PATH.sub("<file>", text)[:200]
+
+
+def resolve_video(root: Path, name: str) -> Path:
+    """A file under ``root`` named by a relative path; 400 for unsafe names, 404 when absent."""
+    from momentloc.video import VIDEO_SUFFIXES
+
+    if not name or "\x00" in name or "\\" in name or name.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", name):
+        raise HTTPException(400, "invalid video name")
+    parts = Path(name).parts
+    if any(p in ("..", ".") or p.startswith(".") for p in parts):
+        raise HTTPException(400, "invalid video name")
+    path = (root / name).resolve()
+    try:
+        path.relative_to(root.resolve())  # a symlink out of the folder resolves outside it
+    except ValueError:
+        raise HTTPException(400, "invalid video name") from None
+    if not path.is_file() or path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise HTTPException(404, "no such video")
+    return path
+
+
+class _BodyCap:
+    """Counts request-body bytes on the upload route as they arrive and stops past the cap."""
+
+    def __init__(self, app: Any, limit: int, path: str) -> None:
+        self.app, self.limit, self.path = app, limit, path
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path:
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit + 64 * 1024:
+            response = JSONResponse({"error": f"upload larger than {self.limit // 2**20} MB"}, status_code=413)
+            return await response(scope, receive, send)
+        seen = 0
+
+        async def counted() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit + 64 * 1024:  # multipart framing adds a little
+                raise HTTPException(413, f"upload larger than {self.limit // 2**20} MB")
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def create_app(predictor: Any, videos_dir: Path, max_upload_mb: float = 200.0, request_timeout_s: float = 120.0) -> FastAPI:
+    """The FastAPI app serving ``videos_dir`` with ``predictor`` (a ``momentloc.Predictor``)."""
+    root = Path(videos_dir).resolve()
+    if not root.is_dir():
+        raise MomentlocError(f"{videos_dir}: videos folder not found")
+    limit = int(max_upload_mb * 2**20)
+    app = FastAPI(title="momentloc", version="1", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
+                  description="Find the moment in a video that a sentence describes. Times are seconds.")
+    app.add_middleware(_BodyCap, limit=limit, path="/api/upload")
+    errors = {400: {"model": ErrorOut}, 404: {"model": ErrorOut}, 413: {"model": ErrorOut}, 504: {"model": ErrorOut}}
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": _public(str(exc.detail), root)}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
+        return JSONResponse({"error": f"invalid {where}: {first.get('msg', 'bad value')}"[:200]}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("request failed")  # the traceback stays in the server log
+        return JSONResponse({"error": "internal error"}, status_code=500)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+
+    @app.get("/api/health", summary="Liveness and what model is loaded")
+    async def health() -> dict:
+        spec = getattr(predictor, "feature_spec", None)
+        return {"status": "ok", "model": predictor.cfg.model.name, "supervision": getattr(predictor.model, "supervision", None),
+                "features": spec.describe() if spec is not None else None, "max_upload_mb": max_upload_mb}
+
+    @app.get("/api/videos", response_model=VideoList, summary="Video files under the folder")
+    async def videos() -> VideoList:
+        from momentloc.video import list_videos
+
+        return VideoList(videos=[VideoInfo(name=p.relative_to(root).as_posix(), size=p.stat().st_size) for p in list_videos(root)])
+
+    @app.post("/api/localize", response_model=LocalizeResponse, responses=errors, summary="Top-k moments for a query")
+    async def localize(req: LocalizeRequest) -> LocalizeResponse:
+        path = resolve_video(root, req.video)
+
+        def work() -> tuple[float, list]:
+            enc = predictor.encode_video(path)  # cached by the predictor: one decode per video
+            return enc.duration, predictor.localize(enc, req.query, top_k=req.top_k)[0]
+
+        try:
+            duration, moments = await asyncio.wait_for(run_in_threadpool(work), timeout=request_timeout_s)
+        except asyncio.TimeoutError:
+            raise HTTPException(504, f"localization took longer than {request_timeout_s:g} s; try again shortly") from None
+        except MomentlocError as err:
+            raise HTTPException(400, str(err)) from None
+        return LocalizeResponse(video=req.video, query=req.query, duration=duration,
+                                moments=[MomentOut(start=m.start, end=m.end, score=m.score) for m in moments])
+
+    @app.post("/api/upload", response_model=UploadResponse, responses=errors, summary="Add a video (multipart field 'file')")
+    async def upload(file: UploadFile = File(..., description="A video file.")) -> UploadResponse:
+        from momentloc.video import VIDEO_SUFFIXES
+
+        base = Path(file.filename or "video").name
+        stem, suffix = _SAFE_NAME.sub("_", Path(base).stem).strip("._")[:80] or "video", Path(base).suffix.lower()
+        if suffix not in VIDEO_SUFFIXES:
+            raise HTTPException(400, f"not a video file type (use one of {', '.join(VIDEO_SUFFIXES)})")
+        fd, tmp = tempfile.mkstemp(prefix=".upload.", suffix=suffix, dir=root)
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                while chunk := await file.read(1 << 20):
+                    size += len(chunk)
+                    if size > limit:
+                        raise HTTPException(413, f"upload larger than {limit // 2**20} MB")
+                    fh.write(chunk)
+            if size == 0:
+                raise HTTPException(400, "empty upload")
+            target, n = root / f"{stem}{suffix}", 1
+            while target.exists():
+                n += 1
+                target = root / f"{stem}_{n}{suffix}"
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return UploadResponse(name=target.name, size=size)
+
+    @app.get("/videos/{name:path}", summary="Stream a video (HTTP Range supported)", responses=errors)
+    async def video_file(name: str) -> FileResponse:
+        return FileResponse(resolve_video(root, name))
+
+    return app
+
+
+def serve(checkpoint: Path, videos_dir: Path, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: float = 200.0,
+          device: Optional[str] = None, weights: Optional[Path] = None) -> None:
+    """Load a checkpoint and run the server with uvicorn until interrupted."""
+    import uvicorn
+
+    from momentloc.predict import Predictor
+
+    predictor = Predictor.from_checkpoint(checkpoint, device=device, weights=weights)
+    uvicorn.run(create_app(predictor, videos_dir, max_upload_mb=max_upload_mb), host=host, port=port, log_level="info")

@@ -1,0 +1,135 @@
+"""Predictor on raw videos and on features: a model trained on tiny-encoder features of colour videos."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("av", reason="PyAV is the [video] extra")
+
+from momentloc.data.features import FeatureStore  # noqa: E402
+from momentloc.errors import CheckpointError, DataError  # noqa: E402
+from momentloc.video import TinyEncoder, attach_feature_spec, extract_features, list_videos, write_colour_dataset  # noqa: E402
+
+
+def colour_config(root: Path, out: Path, features: Path, epochs: int = 1):
+    """A span model over the colour videos' tiny features, with hashed word vectors."""
+    from momentloc.config import validate
+
+    return validate({
+        "name": "colours",
+        "data": {"dataset": "activitynet", "annotations": str(root), "features": str(features), "feature_dim": 32,
+                 "train_split": "train", "val_split": "val_1", "test_split": "val_2",
+                 "text": {"kind": "hash", "dim": 24, "max_words": 12}},
+        "model": {"name": "span", "params": {"hidden": 32}},
+        "train": {"epochs": epochs, "batch_size": 8, "out_dir": str(out), "progress": False},
+    })
+
+
+@pytest.fixture(scope="module")
+def colours(tmp_path_factory) -> dict:
+    """Colour videos -> tiny features at 2 fps -> one epoch of training: the checkpoint, its store and videos."""
+    from momentloc.training import train
+
+    base = tmp_path_factory.mktemp("colours")
+    root = write_colour_dataset(base / "data", videos=10, seed=0)
+    store = base / "features"
+    res = extract_features(list_videos(root / "videos"), TinyEncoder(), 2.0, store, progress=False)
+    assert not res.failed
+    result = train(colour_config(root, base / "runs", store))
+    durations = {k: v["duration"] for s in ("train", "val_1", "val_2") for k, v in json.loads((root / f"{s}.json").read_text()).items()}
+    return {"ckpt": result.checkpoint, "store": store, "videos": root / "videos", "durations": durations, "root": root}
+
+
+def test_raw_video_gives_the_same_moments_as_its_extracted_features(colours) -> None:
+    from momentloc.predict import Predictor
+
+    pred = Predictor.from_checkpoint(colours["ckpt"], device="cpu")
+    assert pred.feature_spec is not None and pred.feature_spec.encoder == "tiny"
+    video = colours["videos"] / "colours_000.mp4"
+    queries = ["the screen turns red", "everything is blue for a while"]
+    from_video = pred.localize(video, queries, top_k=3)
+    feats = FeatureStore(colours["store"]).get("colours_000")
+    from_feats = pred.localize(feats, queries, top_k=3, duration=colours["durations"]["colours_000"])
+    assert len(from_video) == 2 and all(len(row) == 3 for row in from_video)
+    for a, b in zip(from_video, from_feats):
+        assert np.allclose([(m.start, m.end, m.score) for m in a], [(m.start, m.end, m.score) for m in b], atol=1e-5)
+        assert all(0 <= m.start < m.end <= colours["durations"]["colours_000"] + 1e-6 for m in a)
+
+
+def test_many_queries_encode_the_video_once(colours) -> None:
+    from momentloc.predict import Predictor
+
+    pred = Predictor.from_checkpoint(colours["ckpt"], device="cpu")
+    video = colours["videos"] / "colours_001.mp4"
+    pred.localize(video, ["red", "green", "a blue picture appears"])
+    enc = pred.encode_video(video)
+    pred.localize(enc, "the screen turns yellow")
+    pred.localize(str(video), "purple")
+    assert pred.videos_encoded == 1
+    times, curve = pred.score_curve(enc, "red")
+    assert times.shape == curve.shape == (200,) and np.isfinite(curve).all()
+
+
+def test_features_of_the_wrong_dimension_are_refused(colours) -> None:
+    from momentloc.predict import Predictor
+
+    pred = Predictor.from_checkpoint(colours["ckpt"], device="cpu")
+    with pytest.raises(DataError, match="dimension 16, but this checkpoint takes 32-dim features .*encoder 'tiny'"):
+        pred.localize(np.zeros((10, 16), np.float32), "red", duration=5.0)
+
+
+@pytest.mark.parametrize("encoder, message", [(TinyEncoder(dim=8), "dim 8"), (TinyEncoder(seed=1), "weights")])
+def test_raw_video_with_another_encoder_is_refused(colours, encoder, message) -> None:
+    from momentloc.predict import Predictor
+
+    pred = Predictor.from_checkpoint(colours["ckpt"], device="cpu", encoder=encoder)
+    with pytest.raises(CheckpointError, match=f"trained on features of encoder 'tiny' .*asked to use .*{message}"):
+        pred.localize(colours["videos"] / "colours_002.mp4", "red")
+
+
+def test_a_checkpoint_without_feature_spec_cannot_take_raw_video(colours) -> None:
+    from momentloc.predict import Predictor
+
+    base = Predictor.from_checkpoint(colours["ckpt"], device="cpu")
+    bare = Predictor.from_model(base.model, base.vocab, base.cfg, feature_spec=None)
+    with pytest.raises(CheckpointError, match="carries no feature spec"):
+        bare.localize(colours["videos"] / "colours_002.mp4", "red")
+    assert len(bare.localize(np.ones((8, 32), np.float32), "red", duration=4.0)[0]) == 5
+
+
+def test_attached_spec_travels_with_the_checkpoint(colours, tmp_path) -> None:
+    from momentloc.predict import Predictor
+
+    ckpt = shutil.copy(colours["ckpt"], tmp_path / "model.ckpt")
+    attach_feature_spec(ckpt, colours["store"])
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(colours["store"], moved)
+    (moved / "feature_spec.json").unlink()  # only the checkpoint's own copy of the spec is left
+    pred = Predictor.from_checkpoint(ckpt, device="cpu")
+    pred.cfg.data.features = str(moved)
+    assert pred.feature_spec.encoder == "tiny"
+    assert len(pred.localize(colours["videos"] / "colours_003.mp4", "red", top_k=2)[0]) == 2
+
+
+def test_cli_predict_prints_moments_and_plots(colours, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from momentloc.cli import app
+
+    feats = tmp_path / "one.npy"
+    np.save(feats, FeatureStore(colours["store"]).get("colours_004"))
+    plot = tmp_path / "plot.png"
+    args = ["predict", "--checkpoint", str(colours["ckpt"]), "--features", str(feats), "--duration",
+            str(colours["durations"]["colours_004"]), "--query", "the screen turns red", "--top-k", "3", "--plot", str(plot)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "start (s)" in result.output and result.output.count("│ 3 │") == 1
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    video = CliRunner().invoke(app, ["predict", "--checkpoint", str(colours["ckpt"]), "--video",
+                                     str(colours["videos"] / "colours_004.mp4"), "--query", "red", "--query", "green"])
+    assert video.exit_code == 0 and video.output.count("score") == 2
