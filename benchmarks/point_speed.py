@@ -11,9 +11,10 @@ ViGA. Both models are built from the paper configs (Charades-STA: I3D,
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -39,20 +40,16 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn: Callable[[], None], steps: int, warmup: int, device: str) -> float:
-    """Mean seconds per call after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
+def _clock(fn: Callable[[], None], device: str) -> float:
     _sync(device)
     start = time.perf_counter()
-    for _ in range(steps):
-        fn()
+    fn()
     _sync(device)
-    return (time.perf_counter() - start) / steps
+    return time.perf_counter() - start
 
 
-def measure(model: GroundingModel, batch: Batch, steps: int, warmup: int, device: str) -> tuple[float, float]:
-    """(seconds per training step, seconds per inference call) of one model on one batch."""
+def steps_of(model: GroundingModel, batch: Batch) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(one training step, one inference call) of ``model`` on ``batch``."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def train_step() -> None:
@@ -67,7 +64,19 @@ def measure(model: GroundingModel, batch: Batch, steps: int, warmup: int, device
         model.eval()
         model.decode(model(batch), batch, k=5)
 
-    return timed(train_step, steps, warmup, device), timed(infer, steps, warmup, device)
+    return train_step, infer
+
+
+def compare(fns: dict[str, Callable[[], None]], steps: int, warmup: int, device: str) -> dict[str, float]:
+    """Median seconds per call; the calls alternate so that a change in machine load hits every one alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(steps):
+        for name, fn in fns.items():
+            times[name].append(_clock(fn, device))
+    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def main() -> None:
@@ -81,16 +90,18 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     datasets = ["charades_sta", "tacos"] if args.dataset == "both" else [args.dataset]
-    print(f"device {args.device}, batch {args.batch_size}, {args.steps} timed steps after {args.warmup} warm-up")
+    print(f"device {args.device}, batch {args.batch_size}, median of {args.steps} alternating timed calls after {args.warmup} warm-up")
     print(f"{'dataset':<14}{'clips':>6} {'train base ms':>14}{'train SG-SCI ms':>16}{'ratio':>7} {'infer base ms':>14}{'infer SG-SCI ms':>16}{'ratio':>7}")
     for ds in datasets:
-        rows = {}
+        train_fns, infer_fns = {}, {}
         for method in ("viga", "sg_sci"):
             model, T, D = build(method, ds, args.device)
             batch = random_batch(args.batch_size, T, D, num_words=args.words, text_dim=300, vocab_size=1000,
                                  supervision="point", variable_length=True, seed=0).to(args.device)
-            rows[method] = measure(model, batch, args.steps, args.warmup, args.device)
-            del model
+            train_fns[method], infer_fns[method] = steps_of(model, batch)
+        train_t = compare(train_fns, args.steps, args.warmup, args.device)
+        infer_t = compare(infer_fns, args.steps, args.warmup, args.device)
+        rows = {m: (train_t[m], infer_t[m]) for m in ("viga", "sg_sci")}
         (tb, ib), (ts, is_) = rows["viga"], rows["sg_sci"]
         print(f"{ds:<14}{T:>6} {tb * 1e3:>14.1f}{ts * 1e3:>16.1f}{ts / tb:>6.2f}x {ib * 1e3:>14.1f}{is_ * 1e3:>16.1f}{is_ / ib:>6.2f}x")
 

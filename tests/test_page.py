@@ -32,7 +32,7 @@ def _chromium() -> str:
     found = path if os.access(path, os.X_OK) else shutil.which("chromium")
     reason = None
     if not found:
-        reason = "chromium not found at /usr/bin/chromium (apt-get install chromium)"
+        reason = f"chromium not found at {path} (apt-get install chromium)"
     else:
         try:
             import playwright.sync_api  # noqa: F401
@@ -46,7 +46,13 @@ def _chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def binary() -> str:
+    """Checked before the server starts, so a skip costs nothing."""
+    return _chromium()
+
+
+@pytest.fixture(scope="module")
+def server(binary, tmp_path_factory):
     """uvicorn on a free 127.0.0.1 port in a thread, serving two synthetic videos."""
     import uvicorn
 
@@ -70,9 +76,8 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def page(binary, server):
     """A fresh headless Chromium page on the demo."""
-    binary = _chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

@@ -12,13 +12,13 @@ import torch
 
 pytest.importorskip("momentloc.data.dataset")
 
-from momentloc.data.dataset import GroundingDataset  # noqa: E402
-from momentloc.data.features import FeatureStore  # noqa: E402
-from momentloc.data.formats.activitynet import parse_activitynet  # noqa: E402
-from momentloc.data.points import generate_glance  # noqa: E402
-from momentloc.data.text import load_glove_pickle  # noqa: E402
-from momentloc.models.base import InputSpec  # noqa: E402
-from momentloc.registry import get_model_class  # noqa: E402
+from momentloc.data.dataset import GroundingDataset
+from momentloc.data.features import FeatureStore
+from momentloc.data.formats.activitynet import parse_activitynet
+from momentloc.data.points import generate_glance
+from momentloc.data.text import load_glove_pickle
+from momentloc.models.base import InputSpec
+from momentloc.registry import get_model_class
 
 POINT_MODELS = ("viga", "sg_sci")
 

@@ -104,6 +104,9 @@ def test_bad_requests_get_short_errors(site) -> None:
     missing = c.post("/api/localize", json={"video": "nope.webm", "query": "red"})
     assert missing.status_code == 404
     no_leak(missing, site)
+    for r in (c.get("/nothing"), c.put("/api/localize"), c.get("/videos/../../secret.mp4")):
+        assert r.status_code in (404, 405)
+        no_leak(r, site)
     invalid = c.post("/api/localize", json={"video": "colours.webm", "query": "red", "top_k": 0})
     assert invalid.status_code == 422 and "top_k" in invalid.json()["error"]
     no_leak(invalid, site)

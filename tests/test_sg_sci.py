@@ -11,8 +11,19 @@ from momentloc.config import load_config
 from momentloc.data.random_batch import random_batch
 from momentloc.models.base import InputSpec
 from momentloc.models.build import build_model
-from momentloc.models.point_layers import gaussian_weights, glance_index, granularity_alignment, log_gaussian
-from momentloc.models.sg_sci import SgSciConfig, SgSciModel, scale_losses, window_grid, window_soft_labels
+from momentloc.models.point_layers import (
+    gaussian_weights,
+    glance_index,
+    granularity_alignment,
+    log_gaussian,
+)
+from momentloc.models.sg_sci import (
+    SgSciConfig,
+    SgSciModel,
+    scale_losses,
+    window_grid,
+    window_soft_labels,
+)
 from momentloc.registry import get_model_class
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "experiment"
@@ -134,7 +145,7 @@ def test_kl_with_two_positive_windows_by_hand():
     w = [_g(s, 2, 6, 0.5) * _g(s + 2, 2, 6, 0.5) for s in range(3)]
     y = [v / sum(w) for v in w] + [0.0]
     r = 1 / math.sqrt(2)
-    cos = lambda a, b: (a[0] * b[0] + a[1] * b[1]) / math.hypot(*a) / math.hypot(*b)  # noqa: E731
+    cos = lambda a, b: (a[0] * b[0] + a[1] * b[1]) / math.hypot(*a) / math.hypot(*b)
     means = [[sum(c[0] for c in clips[0, s : s + 3].tolist()) / 3, sum(c[1] for c in clips[0, s : s + 3].tolist()) / 3] for s in range(4)]
     scores = [cos(m, (1.0, 1.0)) for m in means]
     lse = math.log(sum(math.exp(v) for v in scores))
@@ -276,3 +287,19 @@ def test_loss_refuses_a_batch_without_point():
     batch = random_batch(2, 12, 16, num_words=5, text_dim=24, vocab_size=50, supervision="weak")
     with pytest.raises(ValueError, match="point"):
         model.loss(model(batch), batch)
+
+
+def _train_and_test(config: str, root, out) -> dict:
+    from momentloc.training import evaluate_checkpoint, train
+
+    over = [f"data.annotations={root}", f"train.out_dir={out}", "train.progress=false"]
+    result = train(load_config(CONFIGS / config, over))
+    metrics, _, _ = evaluate_checkpoint(result.checkpoint, "test", [f"train.out_dir={out}"], breakdowns=False)
+    return metrics
+
+
+def test_learns_twice_the_prior_on_synthetic(ci_synth, tmp_path):
+    prior = _train_and_test("prior_synthetic_ci.yaml", ci_synth, tmp_path)
+    sg_sci = _train_and_test("sg_sci_synthetic_ci.yaml", ci_synth, tmp_path)
+    print(f"synthetic CI test R1@0.5: SG-SCI {sg_sci['R1@0.5']:.1f}, prior {prior['R1@0.5']:.1f}")
+    assert sg_sci["R1@0.5"] >= 2 * prior["R1@0.5"], (sg_sci, prior)

@@ -11,7 +11,12 @@ from momentloc.config import load_config
 from momentloc.data.random_batch import random_batch
 from momentloc.models.base import InputSpec, Output
 from momentloc.models.build import build_model
-from momentloc.models.point_layers import anchor_proposals, kl_divergence, masked_log_softmax, span_features
+from momentloc.models.point_layers import (
+    anchor_proposals,
+    kl_divergence,
+    masked_log_softmax,
+    span_features,
+)
 from momentloc.models.viga import VigaConfig, VigaModel
 from momentloc.registry import get_model_class
 from momentloc.types import Batch

@@ -49,7 +49,8 @@ class FeatureSpec:
 
     def describe(self) -> str:
         """One short phrase for error messages."""
-        return f"encoder {self.encoder!r} (dim {self.dim}, weights {self.fingerprint or '?'}) at {self.fps:g} fps"
+        pooled = f", {self.frames_per_clip} frames per clip" if self.frames_per_clip != 1 else ""
+        return f"encoder {self.encoder!r} (dim {self.dim}, weights {self.fingerprint or '?'}) at {self.fps:g} fps{pooled}"
 
 
 class FrameEncoder:
@@ -215,6 +216,8 @@ def encoder_for_spec(spec: FeatureSpec, weights: Optional[PathLike] = None, devi
         raise CheckpointError(f"features came from {spec.describe()}; give the CLIP weights file")
     if path and not Path(path).is_file():
         raise CheckpointError(f"features came from {spec.describe()}, whose weights file {path} is gone; give it with --weights")
+    if spec.encoder == "tiny" and not path:
+        return check_encoder(spec, TinyEncoder(dim=spec.dim))  # the built-in net; the fingerprint confirms the seed
     return check_encoder(spec, load_encoder(spec.encoder, path, device=device))
 
 

@@ -91,9 +91,11 @@ class Predictor:
 
         if self.feature_spec is None:
             raise CheckpointError("this checkpoint carries no feature spec (encoder, fps, dim), so a raw video cannot be "
-                                  "encoded like its training features; pass features instead (--features)")
+                                  "encoded like its training features; pass features instead (--features), or embed the spec with "
+                                  "momentloc.video.attach_feature_spec")
         if self.feature_spec.dim != self.feature_dim:
-            raise CheckpointError(f"the model takes features of dim {self.feature_dim}, its feature spec says {self.feature_spec.describe()}")
+            raise CheckpointError(f"the model takes features of dim {self.feature_dim}, "
+                                  f"its feature spec says {self.feature_spec.describe()}")
         if self._encoder is None:
             self._encoder = encoder_for_spec(self.feature_spec, self._weights, device=str(self.device))
         return check_encoder(self.feature_spec, self._encoder)
@@ -104,7 +106,8 @@ class Predictor:
         self.videos_encoded += 1
         return features_for_checkpoint(path, self.cfg, self.feature_spec, self.frame_encoder())
 
-    def encode_video(self, video: Union[np.ndarray, str, Path], duration: Optional[float] = None, fps: Optional[float] = None) -> EncodedVideo:
+    def encode_video(self, video: Union[np.ndarray, str, Path], duration: Optional[float] = None,
+                     fps: Optional[float] = None) -> EncodedVideo:
         """Prepare features [T, D] (or a video file, through the feature extractor) for localization."""
         if isinstance(video, (str, Path)):
             path = Path(video)
@@ -132,7 +135,8 @@ class Predictor:
     def _prepare(self, feats: np.ndarray, dur: float, name: str) -> EncodedVideo:
         if feats.ndim == 2 and feats.shape[1] != self.feature_dim:
             made = f" (made by {self.feature_spec.describe()})" if self.feature_spec is not None else ""
-            raise DataError(None, f"features have dimension {feats.shape[1]}, but this checkpoint takes {self.feature_dim}-dim features{made}")
+            raise DataError(None, f"features have dimension {feats.shape[1]}, "
+                                  f"but this checkpoint takes {self.feature_dim}-dim features{made}")
         feats = check_features(feats, name, "<features>", self.feature_dim)
         if self.cfg.data.num_clips is not None:
             feats = resample(feats, self.cfg.data.num_clips)

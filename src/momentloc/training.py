@@ -144,6 +144,7 @@ class GroundingModule(L.LightningModule):
             "vocab": self.vocab.to_payload(),
             "model": self.cfg.model.name,
             "supervision": self.model.supervision,
+            "feature_spec": _store_feature_spec(self.cfg),
         }
         # Dropout and other random layers continue exactly after a resume.
         checkpoint["rng_cpu"] = torch.get_rng_state()
@@ -155,6 +156,18 @@ class GroundingModule(L.LightningModule):
             torch.set_rng_state(checkpoint["rng_cpu"])
         if "rng_cuda" in checkpoint and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(checkpoint["rng_cuda"])
+
+
+def _store_feature_spec(cfg: ExperimentConfig) -> Optional[dict]:
+    """The feature spec (encoder, fps, dim) of the store trained on, when the store records one."""
+    from momentloc.data.sources import feature_path
+
+    try:
+        from momentloc.video import read_store_spec
+    except ImportError:  # the [video] extra is not installed
+        return None
+    spec = read_store_spec(feature_path(cfg.data))
+    return spec.to_dict() if spec is not None else None
 
 
 def make_optimizer(cfg: OptimConfig, params: Any, epochs: int) -> Any:

@@ -105,7 +105,7 @@ def pool_clips(features: np.ndarray, frames_per_clip: int) -> np.ndarray:
 
 
 def encode_video_file(path: PathLike, encoder: FrameEncoder, fps: float, frames_per_clip: int = 1,
-                      batch_size: int = 32, on_frames: Optional[Any] = None) -> tuple[np.ndarray, float]:
+                      batch_size: int = 32) -> tuple[np.ndarray, float]:
     """One video -> (clip features [T, dim], duration s); frames go through the encoder in batches."""
     sampler = FrameSampler(path, fps, encoder.short_side)
     chunks: list[np.ndarray] = []
@@ -116,8 +116,6 @@ def encode_video_file(path: PathLike, encoder: FrameEncoder, fps: float, frames_
         if out.shape != (len(buf), encoder.dim) or not np.isfinite(out).all():
             raise DataError(path, f"encoder returned shape {out.shape} (or non-finite values); expected ({len(buf)}, {encoder.dim})")
         chunks.append(out)
-        if on_frames:
-            on_frames(len(buf))
         buf.clear()
 
     for _, frame in sampler:
@@ -244,7 +242,13 @@ def checkpoint_feature_spec(path: PathLike, cfg: Any = None) -> Optional[Feature
     """The feature spec a checkpoint carries, else the one beside the feature store its config names."""
     import torch
 
-    meta = torch.load(Path(path), map_location="cpu", weights_only=True, mmap=True).get("momentloc", {})
+    try:  # mmap reads the small metadata without pulling every weight into memory
+        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # an old non-zip file cannot be mapped: read it the plain (checked) way
+        from momentloc.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(path)
+    meta = ckpt.get("momentloc", {}) if isinstance(ckpt, dict) else {}
     if isinstance(meta.get("feature_spec"), dict):
         return FeatureSpec.from_dict(meta["feature_spec"], f"{path} (feature_spec)")
     if cfg is not None and cfg.data.features:
@@ -263,7 +267,8 @@ def attach_feature_spec(checkpoint: PathLike, spec: Union[FeatureSpec, PathLike]
         spec = found
     ckpt = load_checkpoint(checkpoint)
     if int(ckpt["momentloc"]["config"]["data"]["feature_dim"]) != spec.dim:
-        raise CheckpointError(f"{checkpoint}: model takes features of dim {ckpt['momentloc']['config']['data']['feature_dim']}, spec says {spec.dim}")
+        want = ckpt["momentloc"]["config"]["data"]["feature_dim"]
+        raise CheckpointError(f"{checkpoint}: model takes features of dim {want}, spec says {spec.dim}")
     ckpt["momentloc"]["feature_spec"] = spec.to_dict()
     atomic_save(ckpt, checkpoint)
     return spec
@@ -291,9 +296,12 @@ def _colour(c: Union[str, Sequence[int]]) -> tuple[int, int, int]:
     return tuple(int(v) for v in c)  # type: ignore[return-value]
 
 
-def write_synthetic_video(path: PathLike, segments: Sequence[tuple[Union[str, Sequence[int]], float]] = (("red", 2.0), ("green", 2.0), ("blue", 2.0)),
-                          fps: float = 10.0, size: tuple[int, int] = (64, 48), frame_times: Optional[Sequence[float]] = None) -> float:
-    """Write a test video of flat colours that change at known times; ``frame_times`` makes it variable-rate. Returns its duration."""
+Segments = Sequence[tuple[Union[str, Sequence[int]], float]]
+
+
+def write_synthetic_video(path: PathLike, segments: Segments = (("red", 2.0), ("green", 2.0), ("blue", 2.0)), fps: float = 10.0,
+                          size: tuple[int, int] = (64, 48), frame_times: Optional[Sequence[float]] = None) -> float:
+    """Write a test video of flat colours changing at known times (``frame_times``: variable rate); returns its duration."""
     import av
 
     path = Path(path)
@@ -301,7 +309,10 @@ def write_synthetic_video(path: PathLike, segments: Sequence[tuple[Union[str, Se
     ends = np.cumsum([float(s) for _, s in segments])
     duration = float(ends[-1])
     times = list(frame_times) if frame_times is not None else [i / fps for i in range(int(round(duration * fps)))]
-    codec = {".webm": "libvpx", ".avi": "mpeg4", ".mkv": "libx264", ".mp4": "libx264", ".mov": "libx264"}.get(path.suffix.lower(), "mpeg4")
+    codecs = {".webm": "libvpx", ".avi": "mpeg4", ".mkv": "libx264", ".mp4": "libx264", ".mov": "libx264"}
+    codec = codecs.get(path.suffix.lower(), "mpeg4")
+    if codec == "libx264" and "libx264" not in av.codecs_available:
+        codec = "mpeg4"  # FFmpeg builds without x264 still have the native MPEG-4 encoder
     tb = Fraction(1, 1000)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     with av.open(str(tmp), "w", format=None if path.suffix else "mp4") as out:

@@ -80,7 +80,7 @@ class GroundingDataset(Dataset):
             arr = resample(arr, self.max_clips)
         if self.normalize:
             arr = arr / np.maximum(np.linalg.norm(arr, axis=1, keepdims=True), 1e-6)
-        feats = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+        feats = torch.from_numpy(np.array(arr, dtype=np.float32, copy=True))
         self._cache[video_id] = feats
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

@@ -44,6 +44,7 @@ class FSANConfig(ModelConfig):
     max_words: int = 128  # sizes of the learnable positional encodings
     max_clips: int = 1024
     margin: float = 0.2  # delta of Eq. 6
+    match_temperature: float = 0.0  # 0: S(V,S) = max SC (Eq. 7); > 0: tau * logsumexp(SC / tau)
     lambda_triplet: float = 1.0 / 3.0
     lambda_inner: float = 1.0 / 3.0
     lambda_outer: float = 1.0 / 3.0
@@ -52,6 +53,9 @@ class FSANConfig(ModelConfig):
     # Tokens shared by S and S- are masked on P- ("negative", Section 3.3), on both maps
     # ("both": the positive's score then also ignores them), or nowhere ("none").
     mask_repeated_tokens: Literal["negative", "both", "none"] = "negative"
+    # Negatives of the triplet loss: another video's sentence on this video (S-, the paper),
+    # this sentence on another video ("video"), or both hinges averaged.
+    negatives: Literal["sentence", "video", "both"] = "sentence"
     detach_weights: bool = True  # SC_{s,e} as a confidence weight, not a path for gradients
     # Weights of Eqs. 10 and 12: SC_{s,e} as printed ("score"), or SC minus its mean over
     # the pair's segments ("centered"), so a map that is flat in time gets no pull (see docs).
@@ -249,7 +253,7 @@ class FSAN(GroundingModel):
         start = idx.view(1, t, 1).expand(p.shape[0], t, t)
         segments = clip_bounds_to_seconds(start, (idx + 1).view(1, 1, t).expand_as(start), n_valid,
                                           batch.duration)
-        match = sc.masked_fill(~valid, float("-inf")).flatten(1).max(1).values  # Eq. 7
+        match = _pool_scores(sc, valid, self.cfg.match_temperature)  # Eq. 7
         tensors = {
             "alignment_map": p, "segment_scores": sc, "segment_valid": valid,
             "segments": segments, "match_score": match,
@@ -259,11 +263,10 @@ class FSAN(GroundingModel):
                       "sentence": _masked_mean(s2, s_mask)}
         return Output(tensors=tensors, embeddings=embeddings)
 
-    def _match_scores(self, out: Output, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _sentence_negative(self, out: Output, batch: Batch, neg: torch.Tensor,
+                           ok: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """S(V, S) and S(V, S-) (Eq. 7) with repeated tokens masked (Section 3.3), and validity."""
         t = out.tensors
-        neg, ok = sample_negatives(batch.video_group, 1)
-        neg = neg[:, 0]
         p_neg, _, _ = self.alignment(t["text_in"][neg], t["text_mask"][neg], t["video_in"],
                                      batch.video_mask)
         tok_pos, tok_neg = t["text_mask"], t["text_mask"][neg]
@@ -273,16 +276,35 @@ class FSAN(GroundingModel):
         if mode == "both":
             tok_pos = repeated_token_mask(batch.word_ids[neg], t["text_mask"][neg], batch.word_ids, tok_pos)
         ok = ok & tok_neg.any(1) & tok_pos.any(1)
-        pos = out["match_score"] if mode != "both" else _best_segment(out["alignment_map"], tok_pos, batch.video_mask)
-        return pos, _best_segment(p_neg, tok_neg, batch.video_mask), ok
+        tau = self.cfg.match_temperature
+        pos = out["match_score"] if mode != "both" else \
+            _best_segment(out["alignment_map"], tok_pos, batch.video_mask, tau)
+        return pos, _best_segment(p_neg, tok_neg, batch.video_mask, tau), ok
+
+    def _video_negative(self, out: Output, batch: Batch, neg: torch.Tensor) -> torch.Tensor:
+        """S(V-, S): the sentence against another video of the batch."""
+        t = out.tensors
+        v_mask = batch.video_mask[neg]
+        p_neg, _, _ = self.alignment(t["text_in"], t["text_mask"], t["video_in"][neg], v_mask)
+        return _best_segment(p_neg, t["text_mask"], v_mask, self.cfg.match_temperature)
 
     def loss(self, out: Output, batch: Batch) -> dict[str, torch.Tensor]:
         """lambda1 L^t + lambda2 L^i + lambda3 L^o (Eq. 13)."""
         cfg = self.cfg
-        pos, neg, ok = self._match_scores(out, batch)
-        okf = ok.to(pos.dtype)
-        hinge = F.relu(cfg.margin - pos + torch.where(ok, neg, torch.zeros_like(neg)))
-        triplet = (hinge * okf).sum() / okf.sum().clamp(min=1.0)
+        neg, ok = sample_negatives(batch.video_group, 1)
+        neg = neg[:, 0]
+        hinges, okf = [], ok.to(out["match_score"].dtype)
+        neg_scores = []
+        if cfg.negatives in ("sentence", "both"):
+            pos, s_neg, s_ok = self._sentence_negative(out, batch, neg, ok)
+            hinges.append(F.relu(cfg.margin - pos + s_neg) * s_ok.to(pos.dtype))
+            okf = s_ok.to(pos.dtype)
+            neg_scores.append(s_neg)
+        if cfg.negatives in ("video", "both"):
+            v_neg = self._video_negative(out, batch, neg)
+            hinges.append(F.relu(cfg.margin - out["match_score"] + v_neg) * ok.to(v_neg.dtype))
+            neg_scores.append(v_neg)
+        triplet = torch.stack(hinges).mean(0).sum() / okf.sum().clamp(min=1.0)
         inner, outer = inner_outer_losses(out["alignment_map"], out["text_mask"], batch.video_mask,
                                           out["segment_scores"], out["segment_valid"],
                                           cfg.detach_weights, cfg.loss_weights, cfg.weight_temperature)
@@ -291,9 +313,10 @@ class FSAN(GroundingModel):
             total = total + cfg.lambda_inner * inner
         if cfg.outer_loss:
             total = total + cfg.lambda_outer * outer
+        neg_mean = torch.stack([n.masked_fill(~ok, 0.0) for n in neg_scores]).mean(0)
         return {"total": total, "triplet": triplet.detach(), "inner": inner.detach(),
-                "outer": outer.detach(), "score_pos": pos.detach().mean(),
-                "score_neg": (neg.masked_fill(~ok, 0.0)).detach().sum() / okf.sum().clamp(min=1.0)}
+                "outer": outer.detach(), "score_pos": out["match_score"].detach().mean(),
+                "score_neg": neg_mean.detach().sum() / ok.sum().clamp(min=1)}
 
     def decode(self, out: Output, batch: Batch, k: int = 5) -> list[list[Moment]]:
         """Segments ranked by SC_{s,e}, NMS, seconds."""
@@ -302,12 +325,18 @@ class FSAN(GroundingModel):
                              out["segment_valid"].reshape(b, -1), batch.duration, k, self.cfg.nms_iou)
 
 
-def _best_segment(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.Tensor) -> torch.Tensor:
-    """max_{s,e} SC_{s,e} (Eq. 7); a row with no token left keeps its first (dropped by the caller)."""
+def _pool_scores(sc: torch.Tensor, valid: torch.Tensor, tau: float) -> torch.Tensor:
+    """max_{s,e} SC_{s,e} (Eq. 7), or tau * logsumexp(SC / tau) when tau > 0."""
+    flat = sc.masked_fill(~valid, float("-inf")).flatten(1)
+    return flat.max(1).values if tau <= 0 else tau * torch.logsumexp(flat / tau, 1)
+
+
+def _best_segment(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.Tensor, tau: float) -> torch.Tensor:
+    """S(V, S) on a map; a row with no token left keeps its first (dropped by the caller)."""
     tok = tok_mask.clone()
     tok[:, 0] |= ~tok.any(1)
     sc, valid = segment_scores(p, tok, clip_mask)
-    return sc.masked_fill(~valid, float("-inf")).flatten(1).max(1).values
+    return _pool_scores(sc, valid, tau)
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

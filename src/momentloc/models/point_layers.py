@@ -10,10 +10,11 @@ expands the best-matching clip into a moment.
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from momentloc.models.base import GroundingModel, InputSpec, ModelConfig, Output
@@ -41,8 +42,8 @@ class PointConfig(ModelConfig):
     # clip-sentence similarity inside the span with its flanks ("contrast").
     proposal_score: Literal["dot", "cosine", "contrast"] = "dot"
     contrast_margin: float = 1.0  # flank width per side, as a fraction of the span
-    moment_length_factors: list[float] = [0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4]
-    overlap_factors: list[float] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    moment_length_factors: list[float] = Field(default_factory=lambda: [0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4])
+    overlap_factors: list[float] = Field(default_factory=lambda: [round(0.1 * i, 1) for i in range(10)])
     nms_threshold: float = 0.5  # only matters for k > 1
 
 
@@ -144,9 +145,9 @@ def granularity_alignment(
 
 
 class PointEncoder(nn.Module):
-    """Feature extraction + multi-modal interaction (+ GCA when ``alpha`` is given)."""
+    """Feature extraction + multi-modal interaction, then GCA when ``gca`` is given."""
 
-    def __init__(self, cfg: PointConfig, spec: InputSpec, gca: Optional[dict] = None) -> None:
+    def __init__(self, cfg: PointConfig, spec: InputSpec, gca: dict | None = None) -> None:
         super().__init__()
         d = cfg.dim
         # Input LayerNorm as in ViGA: clip features of different extractors differ widely in scale.
@@ -259,8 +260,8 @@ def kl_divergence(target: torch.Tensor, log_probs: torch.Tensor, mask: torch.Ten
 
 
 def anchor_proposals(anchor: torch.Tensor, lengths: torch.Tensor, T: int, length_factors: list[float],
-                     overlap_factors: list[float]) -> torch.Tensor:
-    """Valid-start mask [B,K,T] of spans around the anchor (ViGA's point expansion).
+                     overlap_factors: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(valid-start mask [B,K,T], span lengths [B,K]) of spans around the anchor (ViGA's point expansion).
 
     Span length l_k = round(n * f_k); starts step by l - round(l * o) from
     the leftmost span that still holds the anchor; every span holds the
@@ -328,7 +329,7 @@ class PointGroundingModel(GroundingModel):
     supervision = "point"
     Config = PointConfig
 
-    def __init__(self, cfg: PointConfig, spec: InputSpec, gca: Optional[dict] = None) -> None:
+    def __init__(self, cfg: PointConfig, spec: InputSpec, gca: dict | None = None) -> None:
         super().__init__(cfg, spec)
         if cfg.dim % 2 or cfg.dim % cfg.num_heads:
             raise ValueError(f"dim {cfg.dim} must be even and divisible by num_heads {cfg.num_heads}")
@@ -379,9 +380,9 @@ class PointGroundingModel(GroundingModel):
         seg = torch.stack([s, s + span[..., None]], -1).float()
         seg = seg / lengths[:, None, None, None].float() * batch.duration.float()[:, None, None, None]
         seg, scores, valid = seg.flatten(1, 2), scores.flatten(1, 2), valid.flatten(1, 2)
-        kept = nms(seg, scores, self.cfg.nms_threshold, k, valid)
+        kept = [t.cpu() for t in nms(seg, scores, self.cfg.nms_threshold, k, valid)]
         # NMS may leave fewer than k; fill with the best suppressed spans so R@k sees k moments.
-        best = topk_segments(seg, scores, k, valid)
+        best = [t.cpu() for t in topk_segments(seg, scores, k, valid)]
         return [self._moments(kept, best, b, k, float(batch.duration[b])) for b in range(B)]
 
     def _proposal_scores(self, out: Output, clips: torch.Tensor, mask: torch.Tensor, anchor: torch.Tensor,
@@ -401,9 +402,9 @@ class PointGroundingModel(GroundingModel):
         out: list[Moment] = []
         seen: set[tuple[float, float]] = set()
         for seg, score, ok in ((kept[0][b], kept[1][b], kept[2][b]), (best[0][b], best[1][b], best[2][b])):
-            for i in range(seg.shape[0]):
-                key = (round(float(seg[i, 0]), 6), round(float(seg[i, 1]), 6))
-                if len(out) < k and bool(ok[i]) and key not in seen:
+            for (start, end), sc, good in zip(seg.tolist(), score.tolist(), ok.tolist()):
+                key = (round(start, 6), round(end, 6))
+                if len(out) < k and good and key not in seen:
                     seen.add(key)
-                    out.append(Moment(max(0.0, key[0]), min(duration, key[1]), float(score[i])))
+                    out.append(Moment(max(0.0, key[0]), min(duration, key[1]), float(sc)))
         return out

@@ -49,7 +49,7 @@ class SgSciConfig(PointConfig):
     gca_prior: Literal["both", "attention", "global"] = "both"  # Eq. (9): V_c from both priors or one
 
     @model_validator(mode="after")
-    def _check(self) -> "SgSciConfig":
+    def _check(self) -> SgSciConfig:
         if not (self.use_global or self.use_fm or self.use_mf):
             raise ValueError("at least one of use_global, use_fm, use_mf must be true")
         if self.window_size < 1 or self.window_stride < 1:

@@ -33,6 +33,9 @@ class SnagConfig(ModelConfig):
     num_levels: int = 8  # pyramid levels L; level l has stride 2^l
     text_layers: int = 5
     background_token: bool = True  # a learnable "no match" word the fusion can attend to
+    # Not in SnAG: LayerNorm the projected words so the text path does not depend on the
+    # word-vector scale (GloVe norms are ~6, MiniLM and the synthetic vectors are unit-norm).
+    text_input_norm: bool = True
     fusion_layers: int = 2
     fusion_mode: Literal["affine", "adaln"] = "affine"
     head_layers: int = 2
@@ -112,6 +115,7 @@ class TextEncoder(nn.Module):
         d = cfg.text_hidden_dim
         self.cfg = cfg
         self.proj = nn.Linear(in_dim, d)
+        self.in_norm = nn.LayerNorm(d) if cfg.text_input_norm else nn.Identity()
         self.background = nn.Parameter(torch.randn(1, 1, d) * 0.02) if cfg.background_token else None
         self.layers = nn.ModuleList(
             L.EncoderBlock(d, cfg.num_heads, 0, cfg.dropout, cfg.path_drop, cfg.layer_scale_init) for _ in range(cfg.text_layers)
@@ -119,7 +123,7 @@ class TextEncoder(nn.Module):
 
     def forward(self, words: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(tokens for fusion [B,L',H_t], their mask, word features [B,L,H_t] without the background token)."""
-        x = self.proj(words) * mask[..., None]
+        x = self.in_norm(self.proj(words)) * mask[..., None]
         if self.cfg.positional_encoding:
             x = x + L.sinusoid_positions(x.shape[1], x.shape[2], x.device)[None] * mask[..., None]
         extra = 0

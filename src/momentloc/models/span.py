@@ -48,7 +48,12 @@ class SpanModel(GroundingModel):
         sent = (self.text_proj(batch.words) * wm[..., None]).sum(1) / wm.sum(1, keepdim=True).clamp(min=1)
         clips = self.video_proj(batch.video)
         fused = F.normalize(clips * sent[:, None, :], dim=-1)
-        ctx, _ = self.gru(fused)
+        # Packed so that the backward direction never reads padding: outputs do
+        # not depend on which other videos share the batch.
+        lengths = batch.video_mask.sum(1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(fused, lengths, batch_first=True, enforce_sorted=False)
+        ctx, _ = self.gru(packed)
+        ctx, _ = nn.utils.rnn.pad_packed_sequence(ctx, batch_first=True, total_length=fused.shape[1])
         logits = self.head(ctx).masked_fill(~batch.video_mask[..., None], -1e4)
         return Output(
             tensors={"start": logits[..., 0], "end": logits[..., 1]},

@@ -151,12 +151,23 @@ class CaptionDecoder(nn.Module):
         return self.out(states)
 
 
+def _first_attr(obj: object, names: tuple[str, ...]) -> Optional[int]:
+    for name in names:
+        value = getattr(obj, name, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
 def _embedding_widths(cfg: SscsConfig, model: GroundingModel) -> tuple[int, int]:
-    """Widths of the model's clip and sentence embeddings (config, model, or its hidden size)."""
+    """Widths of the model's clip and sentence embeddings: config, ``model.embedding_dims()``,
+    else the usual hidden-size fields of the model's config."""
     dims = model.embedding_dims() if hasattr(model, "embedding_dims") else {}
-    hidden = getattr(getattr(model, "cfg", None), "hidden_size", None)
-    clip = cfg.clip_dim or dims.get("clips") or hidden
-    sent = cfg.sentence_dim or dims.get("sentence") or hidden
+    mcfg = getattr(model, "cfg", None)
+    clip = cfg.clip_dim or dims.get("clips") or _first_attr(mcfg, ("hidden_size", "hidden_dim", "hidden"))
+    sent = cfg.sentence_dim or dims.get("sentence") or _first_attr(
+        mcfg, ("text_hidden_dim", "hidden_size", "hidden_dim", "hidden")
+    )
     if clip is None or sent is None:
         raise ConfigError(
             f"sscs: model {type(model).__name__} does not say its embedding widths; set clip_dim and sentence_dim"

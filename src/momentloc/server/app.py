@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from momentloc.errors import MomentlocError
 
@@ -145,9 +146,9 @@ def create_app(predictor: Any, videos_dir: Path, max_upload_mb: float = 200.0, r
     app.add_middleware(_BodyCap, limit=limit, path="/api/upload")
     errors = {400: {"model": ErrorOut}, 404: {"model": ErrorOut}, 413: {"model": ErrorOut}, 504: {"model": ErrorOut}}
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": _public(str(exc.detail), root)}, status_code=exc.status_code)
+    @app.exception_handler(StarletteHTTPException)  # also the router's own 404 / 405
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": _public(str(exc.detail), root)}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -237,4 +238,6 @@ def serve(checkpoint: Path, videos_dir: Path, host: str = "127.0.0.1", port: int
     from momentloc.predict import Predictor
 
     predictor = Predictor.from_checkpoint(checkpoint, device=device, weights=weights)
-    uvicorn.run(create_app(predictor, videos_dir, max_upload_mb=max_upload_mb), host=host, port=port, log_level="info")
+    # A bounded number of open connections and short keep-alives keep slow clients from piling up.
+    uvicorn.run(create_app(predictor, videos_dir, max_upload_mb=max_upload_mb), host=host, port=port, log_level="info",
+                limit_concurrency=64, timeout_keep_alive=5)
