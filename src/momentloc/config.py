@@ -75,7 +75,8 @@ class OptimConfig(_Strict):
     name: Literal["adam", "adamw", "sgd"] = "adamw"
     lr: float = 1e-3
     weight_decay: float = 0.0
-    scheduler: Literal["none", "cosine", "step", "warmup_cosine"] = "none"
+    scheduler: Literal["none", "cosine", "step", "warmup_cosine", "plateau"] = "none"
+    patience: int = 2  # plateau: epochs without improvement of the monitored metric before lr *= gamma
     warmup_epochs: float = 0.0
     step_size: int = 10
     gamma: float = 0.1

@@ -97,7 +97,7 @@ class GroundingModule(L.LightningModule):
         return total
 
     def configure_optimizers(self) -> Any:
-        return make_optimizer(self.cfg.optim, self.parameters(), self.cfg.train.epochs)
+        return make_optimizer(self.cfg.optim, self.parameters(), self.cfg.train.epochs, self.cfg.train.monitor)
 
     # -- evaluation -------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
@@ -170,7 +170,7 @@ def _store_feature_spec(cfg: ExperimentConfig) -> Optional[dict]:
     return spec.to_dict() if spec is not None else None
 
 
-def make_optimizer(cfg: OptimConfig, params: Any, epochs: int) -> Any:
+def make_optimizer(cfg: OptimConfig, params: Any, epochs: int, monitor: str = "val/R1@0.5") -> Any:
     """The configured optimiser and (per-epoch) learning-rate schedule."""
     params = [p for p in params if p.requires_grad]
     if cfg.name == "sgd":
@@ -181,6 +181,9 @@ def make_optimizer(cfg: OptimConfig, params: Any, epochs: int) -> Any:
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.scheduler == "none":
         return opt
+    if cfg.scheduler == "plateau":
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=cfg.gamma, patience=cfg.patience)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": plateau, "monitor": monitor, "interval": "epoch"}}
     if cfg.scheduler == "step":
         sched = torch.optim.lr_scheduler.StepLR(opt, cfg.step_size, cfg.gamma)
     else:

@@ -126,8 +126,11 @@ def _segment_geometry(clip_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     idx = torch.arange(t, device=clip_mask.device)
     length = (idx[None, :] - idx[:, None] + 1).to(torch.float32)[None]
     n_v = clip_mask.sum(1).to(torch.float32).view(-1, 1, 1)
-    valid = (length > 0) & (idx.view(1, 1, t) < n_v)
-    return length, n_v - length, valid
+    outside = n_v - length
+    # Eq. 8 divides by the number of outside clips: the whole video is no candidate,
+    # except in a one-clip video, which has nothing else.
+    valid = (length > 0) & (idx.view(1, 1, t) < n_v) & ((outside > 0) | (n_v <= 1))
+    return length, outside, valid
 
 
 def _weakest_response(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.Tensor) -> torch.Tensor:

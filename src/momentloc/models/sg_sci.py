@@ -146,12 +146,13 @@ class SgSciModel(PointGroundingModel):
         mask = batch.video_mask
         log_g = log_gaussian(tau, mask.sum(1), mask.shape[1], cfg.sigma)
         parts = scale_losses(out["clip_sim"], out["clips"], out["sentence"], mask, tau, log_g, cfg)
-        total = parts["global"] * 0.0
+        terms = []
         if cfg.use_global:
-            total = total + parts["global"]
+            terms.append(parts["global"])
         if cfg.use_fm:
-            total = total + cfg.beta * parts["fm"]
+            terms.append(cfg.beta * parts["fm"])
         if cfg.use_mf:
-            total = total + cfg.gamma * parts["mf"]
+            terms.append(cfg.gamma * parts["mf"])
+        total = torch.stack(terms).sum()
         logged = {k: v.detach() for k, v in parts.items()}
         return {"total": total, **logged}

@@ -67,7 +67,7 @@ def _centre_sampling(pos_frac: torch.Tensor, mask: torch.Tensor, window: torch.T
     dist = (pos_frac - centre).abs().masked_fill(~mask, float("inf"))
     nearest = F.one_hot(dist.argmin(1), mask.shape[1]).bool() & mask
     positive = torch.where(positive.any(1, keepdim=True), positive, nearest)
-    return positive, ~inside & mask
+    return positive, ~inside & ~positive & mask
 
 
 def _draw_negatives(outside: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
@@ -81,7 +81,9 @@ def build_samples(out: Output, batch: Batch, cfg: ContrastConfig) -> tuple[Level
     """Positives / negatives at level 0 (``clips``) and at every pyramid level, one pair per video."""
     if batch.windows is None:
         raise ValueError("multi-scale contrast needs ground-truth windows (full supervision)")
-    cached = out.tensors.get(_CACHE_KEY)
+    # Both objectives reuse one draw per forward pass (one query per video, as in Eq. 10).
+    key = f"{_CACHE_KEY}:{cfg.center_radius}:{cfg.negatives_per_positive}"
+    cached = out.tensors.get(key)
     if cached is not None:
         return cached
     emb = out.embeddings
@@ -100,7 +102,7 @@ def build_samples(out: Output, batch: Batch, cfg: ContrastConfig) -> tuple[Level
         count = (positive.sum(1).float() * cfg.negatives_per_positive).ceil().long()
         samples.append(LevelSample(f[rows], positive, _draw_negatives(outside, count)))
     result = (samples[0], samples[1:])
-    out.tensors[_CACHE_KEY] = result
+    out.tensors[key] = result
     return result
 
 
