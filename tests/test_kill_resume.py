@@ -24,10 +24,15 @@ def _cmd(sets: list[str], resume: bool) -> list[str]:
     return cmd + (["--resume", "last"] if resume else [])
 
 
+def _env() -> dict:
+    # The same single thread as this process (conftest), so float sums agree bit for bit.
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def test_sigkill_then_resume_matches_uninterrupted(tiny_synth, tmp_path):
     sets = tiny_overrides(tiny_synth, tmp_path) + ["train.epochs=4", "train.batch_size=4", "name=killed"]
     last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
-    proc = subprocess.Popen(_cmd(sets, False), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(_cmd(sets, False), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
     deadline = time.time() + 240
     while not last.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -38,7 +43,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tiny_synth, tmp_path):
     proc.wait()
     # The checkpoint left behind is complete (atomic rename), whatever the kill hit.
     load_checkpoint(last)
-    done = subprocess.run(_cmd(sets, True), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(_cmd(sets, True), capture_output=True, text=True, timeout=300, env=_env())
     assert done.returncode == 0, done.stderr[-2000:]
 
     straight = train(load_config(CONFIG, tiny_overrides(tiny_synth, tmp_path) + ["train.epochs=4", "train.batch_size=4", "name=straight"]))

@@ -151,7 +151,7 @@ def test_twenty_thousand_clip_video_on_cpu() -> None:
     seconds = time.perf_counter() - start
     assert [lv.shape[1] for lv in out.embeddings["levels"]] == [20_000 // 2**i + (20_000 % 2**i > 0) for i in range(8)]
     assert len(moments[0]) >= 1 and all(0 <= m.start <= m.end <= 40_000.0 for m in moments[0])
-    assert seconds < 30, f"20k-clip inference took {seconds:.1f} s"
+    assert seconds < 60, f"20k-clip inference took {seconds:.1f} s"
 
 
 # --------------------------------------------------------------------------- paper configs

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -36,16 +38,33 @@ def load_checkpoint(path: Union[str, Path], map_location: Optional[str] = "cpu")
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not a file (expected a .ckpt checkpoint)")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about the pickle protocol of foreign files; the error below says what matters.
+            warnings.filterwarnings("ignore", message=".*pickle protocol.*")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # truncated zip, foreign pickle, code objects
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(f"{path}: not a readable momentloc checkpoint ({msg[:200]})") from None
+        raise CheckpointError(f"{path}: {_load_failure(err)}") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("momentloc"), dict):
         raise CheckpointError(f"{path}: not a momentloc checkpoint (no 'momentloc' section)")
     if ckpt["momentloc"].get("format") != FORMAT:
         raise CheckpointError(f"{path}: checkpoint format {ckpt['momentloc'].get('format')!r}, expected {FORMAT!r}")
     return ckpt
+
+
+def _load_failure(err: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in one line and without advice to load it unsafely."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if isinstance(err, pickle.UnpicklingError) and lines and lines[0].startswith("Weights only load failed"):
+        # torch names what it refused on a line of its own, e.g. "Trying to load unsupported GLOBAL posix.system ...";
+        # its other lines suggest loading the file unsafely, which is not advice to pass on.
+        why = [line for line in lines[1:] if not line.startswith(("Check the documentation", "Please file an issue"))]
+        detail = why[0] if why else "unsupported content"
+        return f"refused to load: its pickle asks for more than tensors and plain data ({detail[:200]})"
+    detail = f"{type(err).__name__}: {lines[0][:200]}" if lines else type(err).__name__
+    return f"not a readable momentloc checkpoint: truncated or not a torch file ({detail})"
 
 
 def model_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -253,14 +253,12 @@ def predict(
     video: Optional[Path] = typer.Option(None, help="A video file (encoded as the checkpoint's features were)."),
     features: Optional[Path] = typer.Option(None, help="Clip features [T, D] as .npy (instead of --video)."),
     duration: Optional[float] = typer.Option(None, help="Video duration in seconds (with --features)."),
-    top_k: int = typer.Option(5, help="Moments per query."),
+    top_k: int = typer.Option(5, min=1, help="Moments per query."),
     plot: Optional[Path] = typer.Option(None, help="Draw the moments and the score curve to this PNG (first query)."),
     weights: Optional[Path] = typer.Option(None, help="Encoder weights, if not where the feature spec recorded them."),
     device: Optional[str] = typer.Option(None, help="Torch device (default: cuda if available)."),
 ) -> None:
     """Print the top moments (start, end, score in seconds) for each query on a video or its features."""
-    import numpy as np
-
     from momentloc.errors import MomentlocError
     from momentloc.predict import Predictor
 
@@ -272,11 +270,9 @@ def predict(
     if video is not None:
         enc = pred.encode_video(video)
     else:
-        try:
-            arr = np.load(features, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise MomentlocError(f"{features}: cannot read features ({err})") from None
-        enc = pred.encode_video(arr, duration=duration)
+        from momentloc.data.features import load_npy
+
+        enc = pred.encode_video(load_npy(features), duration=duration, source=str(features))
     results = pred.localize(enc, query, top_k=top_k)
     from rich.table import Table
 
@@ -311,24 +307,58 @@ def serve(
     run(checkpoint, videos, host=host, port=port, max_upload_mb=max_upload_mb, device=device, weights=weights)
 
 
+def _usage_exit(err: Exception) -> Optional[int]:
+    """Print a command-line usage error as one line; its exit code, or None when ``err`` is not one."""
+    # typer may vendor its own click, so the exception is recognised by shape, not by class.
+    if not (callable(getattr(err, "format_message", None)) and isinstance(getattr(err, "exit_code", None), int)):
+        return None
+    if type(err).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+        ctx = getattr(err, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        message = " ".join(str(err.format_message()).split())
+        typer.echo(f"error: {message}{hint}", err=True)
+    return int(err.exit_code)
+
+
+def _one_line_skips() -> None:
+    """Show each skipped annotation row as one ``warning:`` line; Python's default format adds a source line."""
+    import warnings
+
+    default = warnings.showwarning
+    if getattr(default, "momentloc_one_line", False):  # already installed (main called again in-process)
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings' hook signature
+        # Matched by name: importing the parsers here would pull torch into `momentloc --help`.
+        if category.__name__ == "SkippedRowWarning":
+            typer.echo(f"warning: {message}", err=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    show.momentloc_one_line = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
 def main() -> None:  # noqa: D401
     """Entry point: user errors become one line on stderr and exit code 2."""
-    from momentloc.errors import MomentlocError
+    from momentloc.errors import MomentlocError, one_line
 
+    _one_line_skips()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        # Without standalone mode a typer.Exit raised inside a command comes back as its code.
+        if isinstance(code, int) and not isinstance(code, bool) and code:
+            sys.exit(code)
     except MomentlocError as err:
-        typer.echo(f"error: {err}", err=True)
+        typer.echo(f"error: {one_line(str(err))}", err=True)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("aborted", err=True)
         sys.exit(130)
-    except Exception as err:  # click usage errors
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        if isinstance(err, click.exceptions.Exit):
-            sys.exit(err.exit_code)
-        raise
+    except typer.Exit as err:
+        sys.exit(err.exit_code)
+    except Exception as err:  # command-line usage errors (click's, or typer's vendored click)
+        code = _usage_exit(err)
+        if code is None:
+            raise
+        sys.exit(code)

@@ -69,6 +69,23 @@ def _num(value: Any, path: Path, where: str, what: str) -> float:
     return out
 
 
+def _items(value: Any, path: Path, where: str, what: str) -> list[Any]:
+    """A JSON list, or a DataError saying a list was expected."""
+    if not isinstance(value, list):
+        raise DataError(path, f"{what} must be a list, got {value!r}"[:200], where)
+    return value
+
+
+def _text(path: Path) -> str:
+    """The file as UTF-8 text; a DataError names the line of the first bad byte."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise DataError(path, f"not UTF-8: byte 0x{data[err.start]:02x} cannot be decoded", f"line {line}") from None
+
+
 def _segment_index(item: Any, path: Path, where: str) -> int:
     if isinstance(item, (list, tuple)) and len(item) == 2:
         pair = (int(_num(item[0], path, where, "start chunk")), int(_num(item[1], path, where, "end chunk")))
@@ -114,14 +131,15 @@ def _add_row(preds: Predictions, row: Mapping[str, Any], path: Path, where: str,
             wins.append(tuple(_num(v, path, where, n) for v, n in zip(w[:3], ("start", "end", "score"))))
         preds.windows[key] = wins
     elif "segments" in row:
-        preds.segments[key] = [_segment_index(s, path, where) for s in row["segments"]]
+        preds.segments[key] = [_segment_index(s, path, where) for s in _items(row["segments"], path, where, "segments")]
     elif "start" in row or "end" in row:
         win = tuple(_num(row.get(n), path, where, n) for n in ("start", "end", "score"))
         preds.windows.setdefault(key, []).append(win)  # type: ignore[arg-type]
     elif "pred_saliency_scores" not in row:
         raise DataError(path, "row has none of pred_relevant_windows, start/end/score, segments", where)
     if "pred_saliency_scores" in row:
-        preds.saliency[key] = [_num(v, path, where, "saliency score") for v in row["pred_saliency_scores"]]
+        scores = _items(row["pred_saliency_scores"], path, where, "pred_saliency_scores")
+        preds.saliency[key] = [_num(v, path, where, "saliency score") for v in scores]
 
 
 def _rank(preds: Predictions) -> Predictions:
@@ -137,7 +155,7 @@ def load_predictions(path: Union[str, Path]) -> Predictions:
         raise DataError(path, "predictions file not found")
     preds = Predictions(key="query_id", source=str(path))
     seen: dict[str, str] = {}
-    text = path.read_text(encoding="utf-8-sig")
+    text = _text(path)
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(text.splitlines())
         fields = set(reader.fieldnames or [])
@@ -157,7 +175,8 @@ def load_predictions(path: Union[str, Path]) -> Predictions:
         if isinstance(data, dict):
             preds.key = "query_id"
             for key, ranking in data.items():
-                preds.segments[str(key)] = [_segment_index(s, path, f"key {key}") for s in ranking]
+                ranked = _items(ranking, path, f"key {key}", "a ranking")
+                preds.segments[str(key)] = [_segment_index(s, path, f"key {key}") for s in ranked]
             return preds
         if all(isinstance(r, list) for r in data):
             preds.key = "pair_index"

@@ -107,8 +107,11 @@ class Predictor:
         return features_for_checkpoint(path, self.cfg, self.feature_spec, self.frame_encoder())
 
     def encode_video(self, video: Union[np.ndarray, str, Path], duration: Optional[float] = None,
-                     fps: Optional[float] = None) -> EncodedVideo:
-        """Prepare features [T, D] (or a video file, through the feature extractor) for localization."""
+                     fps: Optional[float] = None, source: Optional[str] = None) -> EncodedVideo:
+        """Prepare features [T, D] (or a video file, through the feature extractor) for localization.
+
+        ``source`` names where an array came from (e.g. its .npy file) in error messages.
+        """
         if isinstance(video, (str, Path)):
             path = Path(video)
             if not path.is_file():
@@ -125,27 +128,32 @@ class Predictor:
                 while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
                 return enc
-        feats = np.asarray(video, dtype=np.float32)
+        try:
+            feats = np.asarray(video, dtype=np.float32)
+        except (TypeError, ValueError) as err:
+            raise DataError(source or "<features>", f"expected a float array [T, D] ({err})") from None
         if duration is None:
             if fps is None:
                 raise MomentlocError("localize(features): give the video's duration in seconds (or fps)")
             duration = feats.shape[0] / fps
-        return self._prepare(feats, float(duration), "features")
+        return self._prepare(feats, float(duration), "features", source)
 
-    def _prepare(self, feats: np.ndarray, dur: float, name: str) -> EncodedVideo:
+    def _prepare(self, feats: np.ndarray, dur: float, name: str, source: Optional[str] = None) -> EncodedVideo:
+        where = "" if source else None  # a file of its own has no key to name
+        source = source or "<features>"
         if feats.ndim == 2 and feats.shape[1] != self.feature_dim:
             made = f" (made by {self.feature_spec.describe()})" if self.feature_spec is not None else ""
-            raise DataError(None, f"features have dimension {feats.shape[1]}, "
-                                  f"but this checkpoint takes {self.feature_dim}-dim features{made}")
-        feats = check_features(feats, name, "<features>", self.feature_dim)
+            raise DataError(source, f"features have dimension {feats.shape[1]}, "
+                                    f"but this checkpoint takes {self.feature_dim}-dim features{made}")
+        feats = check_features(feats, name, source, self.feature_dim, where=where)
         if self.cfg.data.num_clips is not None:
             feats = resample(feats, self.cfg.data.num_clips)
         elif self.cfg.data.max_clips is not None and feats.shape[0] > self.cfg.data.max_clips:
             feats = resample(feats, self.cfg.data.max_clips)
         if self.cfg.data.normalize_features:
             feats = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-6)
-        if not dur > 0:
-            raise DataError(None, f"duration must be positive, got {dur}")
+        if not (dur > 0 and np.isfinite(dur)):
+            raise DataError(source, f"duration must be a positive number of seconds, got {dur}")
         return EncodedVideo(torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32)), dur, name)
 
     def _batch(self, enc: EncodedVideo, qs: Sequence[str], offset: int = 0) -> Any:

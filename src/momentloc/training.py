@@ -22,7 +22,7 @@ from momentloc.config import ExperimentConfig, OptimConfig, apply_overrides, val
 from momentloc.data.dataset import GroundingDataset, VideoCentricSampler
 from momentloc.data.sources import build_data, ensure_generated, make_dataset, split_pairs
 from momentloc.data.text import Vocabulary
-from momentloc.errors import MomentlocError
+from momentloc.errors import CheckpointError, ConfigError, MomentlocError
 from momentloc.metrics import evaluate_moments
 from momentloc.models.base import InputSpec
 from momentloc.models.build import WeightedObjectives, build_model
@@ -52,7 +52,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_save(checkpoint, path)
 
     def load_checkpoint(self, path: Any, map_location: Optional[Any] = None, weights_only: Optional[bool] = None) -> dict[str, Any]:
-        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        # Resuming reads the file through the same checked, weights-only loader as evaluation.
+        return load_checkpoint(path, map_location=map_location or "cpu")
 
 
 class GroundingModule(L.LightningModule):
@@ -89,7 +90,7 @@ class GroundingModule(L.LightningModule):
         total = losses["total"]
         if not torch.isfinite(total):
             raise NonFiniteLossError(
-                f"non-finite loss ({float(total)}) at step {self.global_step} (epoch {self.current_epoch}); "
+                f"non-finite loss ({float(total.detach())}) at step {self.global_step} (epoch {self.current_epoch}); "
                 "the last good checkpoint is kept"
             )
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=batch.size, prog_bar=False)
@@ -317,15 +318,37 @@ def module_from_checkpoint(path: Path, overrides: Optional[list[str]] = None) ->
     ckpt = load_checkpoint(path)
     meta = ckpt["momentloc"]
     cfg = validate(apply_overrides(meta["config"], overrides or []), f"{path} (embedded config)")
-    vocab = Vocabulary.from_payload(meta["vocab"])
-    spec = InputSpec(**meta["spec"])
-    module = GroundingModule(cfg, spec, vocab)
-    missing, unexpected = module.load_state_dict(ckpt["state_dict"], strict=False)
-    if missing or unexpected:
-        from momentloc.errors import CheckpointError
-
-        raise CheckpointError(f"{path}: weights do not match model {cfg.model.name!r} (missing {len(missing)}, unexpected {len(unexpected)})")
+    try:
+        vocab = Vocabulary.from_payload(meta["vocab"])
+        spec = InputSpec(**meta["spec"])
+        module = GroundingModule(cfg, spec, vocab)
+    except (KeyError, TypeError) as err:
+        raise CheckpointError(f"{path}: incomplete momentloc section ({type(err).__name__}: {err})") from None
+    except ConfigError as err:  # e.g. the embedded config names a model its parameters do not fit
+        raise CheckpointError(f"{path}: embedded config: {err}") from None
+    state = ckpt.get("state_dict")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: no state_dict (expected a Lightning checkpoint written by momentloc train)")
+    _check_weights(path, cfg.model.name, module.state_dict(), state)
+    module.load_state_dict(state, strict=True)
     return module
+
+
+def _check_weights(path: Path, model: str, expected: dict[str, torch.Tensor], found: dict[str, Any]) -> None:
+    """Refuse weights that do not fit the model (names or shapes), naming the first few differences."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    shapes = [k for k in expected if k in found and tuple(getattr(found[k], "shape", ())) != tuple(expected[k].shape)]
+    if not (missing or unexpected or shapes):
+        return
+    parts = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("other shape", shapes)):
+        if keys:
+            first = keys[0]
+            detail = (f" {tuple(found[first].shape)} instead of {tuple(expected[first].shape)}"
+                      if label == "other shape" else "")
+            parts.append(f"{len(keys)} {label} (first: {first}{detail})")
+    raise CheckpointError(f"{path}: weights do not fit model {model!r}: {'; '.join(parts)}")
 
 
 def evaluate_checkpoint(
@@ -340,6 +363,7 @@ def evaluate_checkpoint(
     module = module_from_checkpoint(path, overrides)
     cfg = module.cfg
     ensure_generated(cfg.data)
+    _check_store_features(path, cfg)
     pairs = split_pairs(cfg.data, split, seed=cfg.train.seed)
     ds = make_dataset(cfg.data, pairs, module.vocab, "weak")
     module.eval_pairs = pairs
@@ -351,6 +375,22 @@ def evaluate_checkpoint(
     if breakdowns and preds and all(p.windows for p in pairs):
         metrics = evaluate_moments(pairs, [preds[i] for i in range(len(pairs))], breakdowns=True)
     return metrics, preds, pairs
+
+
+def _check_store_features(path: Path, cfg: ExperimentConfig) -> None:
+    """Refuse a feature store whose recorded spec differs from the one the checkpoint was trained on."""
+    from momentloc.data.sources import feature_path
+
+    try:
+        from momentloc.video import checkpoint_feature_spec, read_store_spec
+    except ImportError:  # the [video] extra is not installed
+        return
+    trained = checkpoint_feature_spec(path)
+    store = feature_path(cfg.data)
+    found = read_store_spec(store) if store.exists() else None
+    if trained is not None and found is not None and not trained.same_features(found):
+        raise CheckpointError(f"{path}: trained on features of {trained.describe()}, "
+                              f"but the store {store} holds {found.describe()}")
 
 
 class _EvalData(L.LightningDataModule):

@@ -55,7 +55,7 @@ class FrameSampler:
         try:
             container = av.open(str(self.path))
         except (av.FFmpegError, OSError, UnicodeDecodeError) as err:
-            raise DataError(self.path, f"cannot open as a video ({type(err).__name__})") from None
+            raise DataError(self.path, f"cannot open as a video ({type(err).__name__}; expected a file FFmpeg can decode)") from None
         with container:
             if not container.streams.video:
                 raise DataError(self.path, "no video stream")
@@ -90,10 +90,25 @@ class FrameSampler:
             if prev is None:
                 raise DataError(self.path, "no video frames could be decoded")
             self.duration = prev_t + last_len
+            declared = _declared_seconds(container, stream)
+            if declared is not None and declared - self.duration > max(1.0, 0.1 * declared):
+                # A cut-off file decodes without an error; its header still says how long it should be.
+                raise DataError(self.path, f"only {self.duration:.1f} s of the {declared:.1f} s video stream could be "
+                                           "decoded (expected the whole stream; is the file truncated?)")
             rgb = self._rgb(prev)
             while k / self.fps < self.duration - 1e-6:
                 yield k / self.fps, rgb
                 k += 1
+
+
+def _declared_seconds(container: Any, stream: Any) -> Optional[float]:
+    """The video stream's length as its header states it, or None when the file does not say."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    # The container's length covers every stream; trust it only when the video is the only one.
+    if container.duration and len(container.streams) == 1:
+        return container.duration / 1_000_000  # AV_TIME_BASE units
+    return None
 
 
 def pool_clips(features: np.ndarray, frames_per_clip: int) -> np.ndarray:
@@ -173,15 +188,22 @@ class ExtractResult:
 
 
 def _indexed(folder: Path) -> dict[str, dict]:
+    """The store's index rows by video id; lines torn by a kill are dropped and the index rewritten without them."""
     seen: dict[str, dict] = {}
     index = folder / INDEX_FILE
-    if index.is_file():
-        for line in index.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-                seen[row["id"]] = row
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # a line torn by a kill: that video is simply redone
+    if not index.is_file():
+        return seen
+    text = index.read_text(encoding="utf-8", errors="replace")
+    torn = bool(text) and not text.endswith("\n")
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+            seen[str(row["id"])] = row
+        except (json.JSONDecodeError, KeyError, TypeError):
+            torn = True  # that video is simply redone
+    if torn:
+        # Otherwise the next row would be appended to the torn line and be unreadable too.
+        _atomic_text(index, "".join(json.dumps(row) + "\n" for row in seen.values()))
     return seen
 
 

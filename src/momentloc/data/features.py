@@ -9,7 +9,7 @@ from typing import Iterable, Iterator, Optional, Union
 
 import numpy as np
 
-from momentloc.errors import DataError
+from momentloc.errors import DataError, first_line
 
 FORMATS = ("npy", "npz", "hdf5")
 
@@ -46,14 +46,17 @@ class FeatureStore:
 
     def _open(self):
         if self._handle is None or self._pid != os.getpid():
-            if self.format == "hdf5":
-                import h5py
+            try:
+                if self.format == "hdf5":
+                    import h5py
 
-                self._handle = h5py.File(self.path, "r")
-            elif self.format == "npz":
-                self._handle = np.load(self.path, allow_pickle=False)
-            else:
-                self._handle = self.path
+                    self._handle = h5py.File(self.path, "r")
+                elif self.format == "npz":
+                    self._handle = np.load(self.path, allow_pickle=False)
+                else:
+                    self._handle = self.path
+            except (OSError, ValueError) as err:  # truncated, or not this format at all
+                raise DataError(self.path, f"cannot open as a {self.format} feature store ({first_line(err)})") from None
             self._pid = os.getpid()
         return self._handle
 
@@ -89,7 +92,11 @@ class FeatureStore:
 
     def get(self, video_id: str) -> np.ndarray:
         """The features of one video as float32 [T, D], validated."""
-        arr = np.asarray(self._raw(video_id), dtype=np.float32)
+        try:
+            arr = np.asarray(self._raw(video_id), dtype=np.float32)
+        except (OSError, ValueError, TypeError) as err:  # a torn .npy, strings, an HDF5 group instead of an array
+            raise DataError(self.path, f"cannot read as a float array [T, D] ({first_line(err)})",
+                            where=f"key {video_id}") from None
         return check_features(arr, video_id, self.path, self.dim)
 
     def check_ids(self, video_ids: Iterable[str]) -> None:
@@ -102,17 +109,38 @@ class FeatureStore:
             raise DataError(self.path, f"{len(missing)} video(s) missing from the feature store: {shown}{more}")
 
 
-def check_features(arr: np.ndarray, video_id: str, path: Union[str, Path], dim: Optional[int]) -> np.ndarray:
-    """Validate one video's features: 2-D, right width, non-empty, finite."""
+def check_features(
+    arr: np.ndarray, video_id: str, path: Union[str, Path], dim: Optional[int], where: Optional[str] = None
+) -> np.ndarray:
+    """Validate one video's features: 2-D, right width, non-empty, finite (``where`` defaults to its store key)."""
+    loc = f"key {video_id}" if where is None else where
     if arr.ndim != 2:
-        raise DataError(path, f"expected a [T, D] array, got shape {tuple(arr.shape)}", where=f"key {video_id}")
+        raise DataError(path, f"expected a [T, D] array, got shape {tuple(arr.shape)}", where=loc)
     if arr.shape[0] == 0:
-        raise DataError(path, "zero-length feature sequence", where=f"key {video_id}")
+        raise DataError(path, "zero-length feature sequence (expected at least one clip)", where=loc)
     if dim is not None and arr.shape[1] != dim:
-        raise DataError(path, f"expected feature dimension {dim}, got {arr.shape[1]}", where=f"key {video_id}")
+        raise DataError(path, f"expected feature dimension {dim}, got {arr.shape[1]}", where=loc)
     if not np.isfinite(arr).all():
-        raise DataError(path, "features contain NaN or infinite values", where=f"key {video_id}")
+        bad = int(np.argmax(~np.isfinite(arr).all(axis=1)))
+        raise DataError(path, f"features contain NaN or infinite values (first at clip {bad}; expected finite numbers)",
+                        where=loc)
     return arr
+
+
+def load_npy(path: Union[str, Path]) -> np.ndarray:
+    """One array from a .npy file, refusing pickled objects and files of any other kind."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+            fh.seek(0)
+            if magic != b"\x93NUMPY":
+                raise DataError(path, "not a .npy file (expected an array saved with numpy.save)")
+            return np.load(fh, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(path, "file not found") from None
+    except (OSError, ValueError) as err:  # torn file, object array
+        raise DataError(path, f"cannot read the .npy array ({first_line(err)})") from None
 
 
 def resample(features: np.ndarray, num: int) -> np.ndarray:

@@ -61,6 +61,8 @@ class FSANConfig(ModelConfig):
     # the pair's segments ("centered"), so a map that is flat in time gets no pull (see docs).
     loss_weights: Literal["score", "centered", "softmax"] = "softmax"
     weight_temperature: float = 0.1  # of the "softmax" weights
+    # Outer term per outside clip with p = (1 + min_i P_ij) / 2: -log(1 - p) ("log") or p ("linear").
+    outer_form: Literal["log", "linear"] = "log"
     nms_iou: float = 0.5
 
     @field_validator("hidden", "align_dim", "heads", "ffn", "max_words", "max_clips")
@@ -135,6 +137,11 @@ def _segment_geometry(clip_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 
 def _weakest_response(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.Tensor) -> torch.Tensor:
     """min_i P_ij over valid tokens for each clip [B,T] (0 on padded clips)."""
+    import os
+    if os.environ.get("FSAN_MEAN"):
+        tm = tok_mask.to(p.dtype)
+        low = (p * tm[:, :, None]).sum(1) / tm.sum(1, keepdim=True).clamp(min=1)
+        return low.masked_fill(~clip_mask, 0.0)
     low = p.masked_fill(~tok_mask[:, :, None], float("inf")).min(1).values
     return low.masked_fill(~clip_mask, 0.0)
 
@@ -161,7 +168,8 @@ def segment_scores(p: torch.Tensor, tok_mask: torch.Tensor,
 
 def inner_outer_losses(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.Tensor,
                        sc: torch.Tensor, valid: torch.Tensor, detach_weights: bool = True,
-                       weights: str = "score", temperature: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+                       weights: str = "score", temperature: float = 0.1,
+                       outer_log: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """L^i (Eqs. 9-10) and L^o (Eqs. 11-12), each sum_{s,e} SC_{s,e} L_{s,e} / #segments, batch mean.
 
     The outer term lowers each outside clip's weakest response as
@@ -172,7 +180,8 @@ def inner_outer_losses(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch
     n_s = tm.sum(1).clamp(min=1.0)
     inner = -(torch.sigmoid(interval_sums(p)) * tm[:, :, None, None]).sum(1) / n_s.view(-1, 1, 1)
     low = _weakest_response(p, tok_mask, clip_mask)
-    q = -torch.log(((1.0 - low) / 2.0).clamp(min=1e-6)) * clip_mask.to(p.dtype)
+    weak = (1.0 + low) / 2.0
+    q = (-torch.log((1.0 - weak).clamp(min=1e-6)) if outer_log else weak) * clip_mask.to(p.dtype)
     _, outside, _ = _segment_geometry(clip_mask)
     q_out = q.sum(1).view(-1, 1, 1) - interval_sums(q)
     outer = torch.where(outside > 0, q_out / outside.clamp(min=1.0), torch.zeros_like(q_out))
@@ -310,7 +319,8 @@ class FSAN(GroundingModel):
         triplet = torch.stack(hinges).mean(0).sum() / okf.sum().clamp(min=1.0)
         inner, outer = inner_outer_losses(out["alignment_map"], out["text_mask"], batch.video_mask,
                                           out["segment_scores"], out["segment_valid"],
-                                          cfg.detach_weights, cfg.loss_weights, cfg.weight_temperature)
+                                          cfg.detach_weights, cfg.loss_weights, cfg.weight_temperature,
+                                          cfg.outer_form == "log")
         total = cfg.lambda_triplet * triplet
         if cfg.inner_loss:
             total = total + cfg.lambda_inner * inner

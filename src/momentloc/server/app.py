@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mimetypes
 import os
 import re
 import tempfile
@@ -19,6 +20,7 @@ from typing import Any, Optional
 from fastapi import FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -83,6 +85,42 @@ class ErrorOut(BaseModel):
     error: str
 
 
+class HealthOut(BaseModel):
+    """Liveness and what the server was started with."""
+
+    status: str
+    model: str
+    supervision: Optional[str] = None
+    features: Optional[str] = Field(None, description="How raw videos are encoded (encoder, fps, dim), if known.")
+    max_upload_mb: float
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the failure codes a route can answer, all with the ErrorOut body."""
+    return {code: {"model": ErrorOut} for code in codes}
+
+
+# Served files: 200 whole, 206 one byte range; the type comes from the file name.
+_FILE_CONTENT = {"video/*": {"schema": {"type": "string", "format": "binary"}},
+                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+
+
+class _VideoFile(FileResponse):
+    """A FileResponse whose Range errors are ``{"error": ...}`` JSON, like every other failure of the API."""
+
+    @classmethod
+    def _parse_range_header(cls, http_range: str, file_size: int) -> list[tuple[int, int]]:
+        # Starlette answers a bad Range with a plain-text body from inside the response; raising here instead
+        # lets the app's own handler answer (the override is simply unused should Starlette rename the hook).
+        try:
+            return super()._parse_range_header(http_range, file_size)
+        except MalformedRangeHeader as err:
+            raise HTTPException(400, f"bad Range header: {err.content}") from None
+        except RangeNotSatisfiable:
+            raise HTTPException(416, f"range not satisfiable: the file has {file_size} bytes",
+                                headers={"Content-Range": f"bytes */{file_size}"}) from None
+
+
 def _public(message: str, root: Path) -> str:
     """A message safe to show a client: no server paths, one line, short."""
     text = message.splitlines()[0] if message else "request failed"
@@ -144,7 +182,6 @@ def create_app(predictor: Any, videos_dir: Path, max_upload_mb: float = 200.0, r
     app = FastAPI(title="momentloc", version="1", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
                   description="Find the moment in a video that a sentence describes. Times are seconds.")
     app.add_middleware(_BodyCap, limit=limit, path="/api/upload")
-    errors = {400: {"model": ErrorOut}, 404: {"model": ErrorOut}, 413: {"model": ErrorOut}, 504: {"model": ErrorOut}}
 
     @app.exception_handler(StarletteHTTPException)  # also the router's own 404 / 405
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -153,6 +190,8 @@ def create_app(predictor: Any, videos_dir: Path, max_upload_mb: float = 200.0, r
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
+        if first.get("type") == "json_invalid":  # its loc is a character offset, not a field
+            return JSONResponse({"error": f"invalid JSON body: {first.get('msg', 'bad JSON')}"[:200]}, status_code=422)
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
         return JSONResponse({"error": f"invalid {where}: {first.get('msg', 'bad value')}"[:200]}, status_code=422)
 
@@ -165,11 +204,11 @@ def create_app(predictor: Any, videos_dir: Path, max_upload_mb: float = 200.0, r
     async def page() -> HTMLResponse:
         return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
 
-    @app.get("/api/health", summary="Liveness and what model is loaded")
-    async def health() -> dict:
+    @app.get("/api/health", response_model=HealthOut, summary="Liveness and what model is loaded")
+    async def health() -> HealthOut:
         spec = getattr(predictor, "feature_spec", None)
-        return {"status": "ok", "model": predictor.cfg.model.name, "supervision": getattr(predictor.model, "supervision", None),
-                "features": spec.describe() if spec is not None else None, "max_upload_mb": max_upload_mb}
+        return HealthOut(status="ok", model=predictor.cfg.model.name, supervision=getattr(predictor.model, "supervision", None),
+                         features=spec.describe() if spec is not None else None, max_upload_mb=max_upload_mb)
 
     @app.get("/api/videos", response_model=VideoList, summary="Video files under the folder")
     async def videos() -> VideoList:
@@ -177,7 +216,8 @@ def create_app(predictor: Any, videos_dir: Path, max_upload_mb: float = 200.0, r
 
         return VideoList(videos=[VideoInfo(name=p.relative_to(root).as_posix(), size=p.stat().st_size) for p in list_videos(root)])
 
-    @app.post("/api/localize", response_model=LocalizeResponse, responses=errors, summary="Top-k moments for a query")
+    @app.post("/api/localize", response_model=LocalizeResponse, responses=_errors(400, 404, 422, 504),
+              summary="Top-k moments for a query")
     async def localize(req: LocalizeRequest) -> LocalizeResponse:
         path = resolve_video(root, req.video)
 
@@ -194,7 +234,8 @@ def create_app(predictor: Any, videos_dir: Path, max_upload_mb: float = 200.0, r
         return LocalizeResponse(video=req.video, query=req.query, duration=duration,
                                 moments=[MomentOut(start=m.start, end=m.end, score=m.score) for m in moments])
 
-    @app.post("/api/upload", response_model=UploadResponse, responses=errors, summary="Add a video (multipart field 'file')")
+    @app.post("/api/upload", response_model=UploadResponse, responses=_errors(400, 413, 422),
+              summary="Add a video (multipart field 'file')")
     async def upload(file: UploadFile = File(..., description="A video file.")) -> UploadResponse:
         from momentloc.video import VIDEO_SUFFIXES
 
@@ -223,9 +264,14 @@ def create_app(predictor: Any, videos_dir: Path, max_upload_mb: float = 200.0, r
                 os.unlink(tmp)
         return UploadResponse(name=target.name, size=size)
 
-    @app.get("/videos/{name:path}", summary="Stream a video (HTTP Range supported)", responses=errors)
+    @app.get("/videos/{name:path}", summary="Stream a video (HTTP Range supported)", response_class=FileResponse,
+             responses={200: {"content": _FILE_CONTENT, "description": "The whole file"},
+                        206: {"content": _FILE_CONTENT, "description": "The requested byte range"},
+                        **_errors(400, 404, 416, 422)})
     async def video_file(name: str) -> FileResponse:
-        return FileResponse(resolve_video(root, name))
+        path = resolve_video(root, name)
+        media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return _VideoFile(path, media_type=media if media.startswith("video/") else "application/octet-stream")
 
     return app
 
