@@ -1,18 +1,11 @@
-"""Measurement functions of the performance suite: one model, one shape, one number each.
+"""Measurement functions of the performance suite: which config, which batch, and one timed call each.
 
-Every measurement can run in its own process (``run_isolated``) so that its peak
-memory is its own: on a CPU, ``ru_maxrss`` of a fresh process minus its resident
-size before the model was built; on a GPU, ``torch.cuda.max_memory_allocated``.
-Children come from a fork server that never ran a torch operation, which is
-safe with OpenMP and CUDA and costs a fraction of a second per child.
+``benchproc`` runs each of them in a process of its own (for its peak memory).
 """
 
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
-import os
-import resource
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,7 +30,6 @@ VOCAB_SIZE = 1000
 NUM_WORDS = 12
 VIDEO_SECONDS = 30.0
 QUADRATIC = {"tan2d": "N x N moment map"}
-MB = 2**20
 
 
 @dataclass
@@ -207,7 +199,8 @@ def _compiled(net: torch.nn.Module, opts: Options) -> torch.nn.Module:
     return torch.compile(net) if opts.compile else net  # type: ignore[return-value]
 
 
-def _optimizer(cfg: ExperimentConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+def optimizer(cfg: ExperimentConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """The config's optimiser (as the trainer builds it, without the schedule)."""
     o = cfg.optim
     if o.name == "sgd":
         return torch.optim.SGD(params, lr=o.lr, momentum=0.9, weight_decay=o.weight_decay)
@@ -215,12 +208,11 @@ def _optimizer(cfg: ExperimentConfig, params: list[torch.nn.Parameter]) -> torch
     return cls(params, lr=o.lr, weight_decay=o.weight_decay)
 
 
-def train_step(model: str, cfg: ExperimentConfig, shape: Shape, opts: Options) -> dict[str, Any]:
-    """Forward + loss (with objectives) + backward + optimiser step at the config's batch."""
-    net, objectives, _ = build(model, cfg, opts)
+def step_fn(net: torch.nn.Module, objectives: WeightedObjectives, cfg: ExperimentConfig, batch: Any,
+            opts: Options) -> Callable[[], None]:
+    """One training step: forward, model loss plus weighted objectives, backward, clipping, optimiser step."""
     params = [p for p in list(net.parameters()) + list(objectives.parameters()) if p.requires_grad]
-    opt = _optimizer(cfg, params)
-    batch = make_batch(model, shape, shape.pairs, shape.clips, opts.device)
+    opt = optimizer(cfg, params)
     fwd = _compiled(net, opts)
     net.train()
     objectives.train()
@@ -237,7 +229,14 @@ def train_step(model: str, cfg: ExperimentConfig, shape: Shape, opts: Options) -
             torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
         opt.step()
 
-    res = time_calls(step, opts)
+    return step
+
+
+def train_step(model: str, cfg: ExperimentConfig, shape: Shape, opts: Options) -> dict[str, Any]:
+    """Forward + loss (with objectives) + backward + optimiser step at the config's batch."""
+    net, objectives, _ = build(model, cfg, opts)
+    batch = make_batch(model, shape, shape.pairs, shape.clips, opts.device)
+    res = time_calls(step_fn(net, objectives, cfg, batch, opts), opts)
     res["params"] = sum(p.numel() for p in net.parameters())
     return res
 
@@ -316,140 +315,6 @@ def quadratic_estimate_gb(model: str, cfg: ExperimentConfig) -> float:
     h = int(p.get("hidden_size", fields["hidden_size"].default))
     # About six H x N x N float tensors are alive at once inside the adjacent network.
     return 6 * 4 * h * n * n / 2**30
-
-
-def scale_point(model: str, cfg: ExperimentConfig, shape: Shape, opts: Options, clips: int) -> dict[str, Any]:
-    """Inference latency of one query on a video of ``clips`` clips (config adapted to allow it)."""
-    return infer(model, cfg, shape, opts, clips)
-
-
-KINDS: dict[str, Callable[..., dict[str, Any]]] = {
-    "train": lambda m, c, s, o, clips=None: train_step(m, c, s, o),
-    "infer": lambda m, c, s, o, clips=None: infer(m, c, s, o),
-    "throughput": lambda m, c, s, o, clips=None: throughput(m, c, s, o),
-    "scale": scale_point,
-}
-
-
-@dataclass
-class Job:
-    """One measurement: which kind, which model and config, at which shape."""
-
-    kind: str
-    model: str
-    config: Optional[str]
-    overrides: list[str]
-    shape: Shape
-    opts: Options
-    clips: Optional[int] = None
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MB
-
-
-def _maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def _touch() -> None:
-    """Page in torch's common code paths so that the baseline does not count them."""
-    lin = torch.nn.Linear(64, 64)
-    opt = torch.optim.AdamW(lin.parameters())
-    lin(torch.randn(8, 64)).relu().sum().backward()
-    opt.step()
-
-
-def _limit_memory(bound_gb: float) -> None:
-    """Cap this process's address space so that an oversized point fails fast instead of swapping."""
-    with open("/proc/self/statm") as f:
-        vm = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    cap = vm + int(bound_gb * 2**30)
-    if hard == resource.RLIM_INFINITY or cap < hard:
-        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
-
-
-def execute(job: Job, limit_memory: bool = False) -> dict[str, Any]:
-    """Run one job in this process and report its result with its peak memory (MB)."""
-    opts = job.opts
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
-    cuda = opts.device.startswith("cuda")
-    cfg = load(Path(job.config) if job.config else None, job.model, job.overrides)
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        _touch()
-        base = max(_maxrss_mb(), _rss_mb())
-        if limit_memory:
-            _limit_memory(opts.mem_bound_gb)
-    try:
-        res = KINDS[job.kind](job.model, cfg, job.shape, opts, clips=job.clips)
-    except (MemoryError, RuntimeError) as err:
-        msg = str(err)
-        if isinstance(err, MemoryError) or "out of memory" in msg.lower() or "can't allocate" in msg:
-            return {"error": f"over the {opts.mem_bound_gb:g} GB memory bound", "memory": True}
-        return {"error": f"{type(err).__name__}: {msg.splitlines()[0][:200] if msg else ''}"}
-    except Exception as err:  # a model's failure is a table cell, not the end of the suite
-        msg = str(err).splitlines()[0][:200] if str(err) else ""
-        return {"error": f"{type(err).__name__}: {msg}"}
-    peak = (torch.cuda.max_memory_allocated() - base) / MB if cuda else _maxrss_mb() - base
-    res["peak_mb"] = max(0.0, peak)
-    return res
-
-
-def _child(job: Job, conn: Any) -> None:
-    try:
-        conn.send(execute(job, limit_memory=True))
-    except BaseException as err:  # the parent must hear back whatever happened
-        conn.send({"error": f"{type(err).__name__}: {err}"[:200]})
-    finally:
-        conn.close()
-
-
-_CTX: Optional[Any] = None
-
-
-def _context() -> Any:
-    global _CTX
-    if _CTX is None:
-        methods = mp.get_all_start_methods()
-        _CTX = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
-        if "forkserver" in methods:
-            _CTX.set_forkserver_preload(["torch", "momentloc.models.build", "momentloc.predict", "benchlib"])
-    return _CTX
-
-
-def run_isolated(job: Job, timeout_s: float) -> dict[str, Any]:
-    """Run ``job`` in a fresh process; kill it after ``timeout_s`` (reported as a stop, not a crash)."""
-    if not job.opts.isolate:
-        return execute(job)
-    ctx = _context()
-    recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(job, send), daemon=True)
-    start = time.perf_counter()
-    proc.start()
-    send.close()
-    result: Optional[dict[str, Any]] = None
-    if recv.poll(timeout_s):
-        try:
-            result = recv.recv()
-        except EOFError:
-            result = None
-    proc.join(5.0)
-    if proc.is_alive():
-        proc.kill()
-        proc.join()
-    if result is None:
-        waited = time.perf_counter() - start
-        if waited >= timeout_s:
-            return {"error": f"stopped after {timeout_s:.0f} s", "timeout": True}
-        # Killed by the kernel (out of memory) or a crash in native code.
-        return {"error": f"process died (exit {proc.exitcode})", "memory": proc.exitcode in (-9, 137)}
-    return result
 
 
 def exponent(points: list[dict[str, Any]]) -> Optional[float]:

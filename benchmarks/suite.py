@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 import benchlib as bl  # noqa: E402
+import benchproc as bp  # noqa: E402
 
 
 def discover(wanted: Optional[list[str]]) -> tuple[list[str], dict[str, str]]:
@@ -62,6 +63,7 @@ def machine(opts: bl.Options) -> dict[str, Any]:
     info: dict[str, Any] = {
         "cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads": opts.threads or torch.get_num_threads(),
         "python": platform.python_version(), "device": opts.device, "bf16": opts.bf16, "compile": opts.compile,
+        "load_average": [round(x, 1) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
     if opts.device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(torch.device(opts.device))
@@ -84,12 +86,12 @@ def measure_model(model: str, opts: bl.Options, log: Any = print) -> dict[str, A
     cfg_name = str(path) if path else None
     row: dict[str, Any] = {"status": "ok", "config": note, "batch": bl.as_dict(shape)}
 
-    def job(kind: str, overrides: Optional[list[str]] = None, clips: Optional[int] = None) -> bl.Job:
-        return bl.Job(kind, model, cfg_name, overrides or [], shape, opts, clips)
+    def job(kind: str, overrides: Optional[list[str]] = None, clips: Optional[int] = None) -> bp.Job:
+        return bp.Job(kind, model, cfg_name, overrides or [], shape, opts, clips)
 
     for kind in ("train", "infer", "throughput"):
         t0 = time.perf_counter()
-        row[kind] = bl.run_isolated(job(kind), _timeout(opts))
+        row[kind] = bp.run_isolated(job(kind), _timeout(opts))
         log(f"  {model:<8} {kind:<10} {_cell(row[kind]):>22}  ({time.perf_counter() - t0:.1f} s)")
     if "params" in row["train"]:
         row["params"] = row["train"].pop("params")
@@ -121,7 +123,7 @@ def measure_model(model: str, opts: bl.Options, log: Any = print) -> dict[str, A
                 point["skipped"] = "quadratic by design: " + point["skipped"]
             continue
         t0 = time.perf_counter()
-        point.update(bl.run_isolated(job("scale", over, clips), _timeout(opts)))
+        point.update(bp.run_isolated(job("scale", over, clips), _timeout(opts)))
         log(f"  {model:<8} {clips:>6} clips {_cell(point):>22}  ({time.perf_counter() - t0:.1f} s)")
         if "error" in point or point.get("over_limit"):
             why = "over the time limit" if point.get("timeout") or point.get("over_limit") else "failed"
@@ -180,7 +182,8 @@ def markdown(result: dict[str, Any]) -> str:
     m, s, rows = result["machine"], result["settings"], result["models"]
     dev = m.get("gpu") or f"{m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads"
     flags = ", ".join(f for f, on in (("bf16 autocast", m["bf16"]), ("torch.compile", m["compile"])) if on) or "fp32, eager"
-    lines = [f"Device: {m['device']} ({dev}); torch {m['torch']}; {flags}."]
+    load = f" Load average at the start: {m['load_average'][0]:g} (other processes share the machine)." if m.get("load_average") else ""
+    lines = [f"Device: {m['device']} ({dev}); torch {m['torch']}; {flags}.{load}"]
     if s["quick"]:
         lines.append(f"--quick: training batches cut to at most {s['quick_pairs']} query-video pairs "
                      "(paper batch in brackets); fewer repeats.")
@@ -205,6 +208,9 @@ def markdown(result: dict[str, Any]) -> str:
         for kind in ("train", "infer", "throughput"):
             if "error" in r[kind] and not r[kind].get("timeout"):
                 notes.append(f"{name} {kind}: {r[kind]['error']}")
+        if tp.get("measured_queries", tp.get("queries")) != tp.get("queries"):
+            notes.append(f"{name}: {tp['queries']}-query time extrapolated from the first {tp['measured_queries']} queries "
+                         f"(the time budget ran out)")
         notes += [f"{name}: {n}" for n in r["batch"]["notes"]]
     clips = s["scaling_clips"]
     lines += ["", "Inference of one query (forward + top-5 decode) against the clips of one video, time / peak memory:", "",
@@ -247,7 +253,9 @@ def parse(argv: Optional[list[str]] = None) -> tuple[argparse.Namespace, bl.Opti
     ap.add_argument("--budget", type=float, help="seconds spent repeating one point (default 60, 10 with --quick)")
     ap.add_argument("--mem-bound-gb", type=float, help="memory bound of one point (default 4 on CPU, the GPU's size on cuda)")
     ap.add_argument("--clips", type=int, nargs="*", help="clip counts of the scaling table")
-    ap.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    ap.add_argument("--train-clips", type=int, help="clips of the training / 1-query / throughput video (default: the config's)")
+    ap.add_argument("--pairs", type=int, help="query-video pairs of the training batch (default: the config's)")
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's; 1 is steadier on a shared machine)")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--md", type=Path, help="write the Markdown tables here")
     a = ap.parse_args(argv)
@@ -259,7 +267,7 @@ def parse(argv: Optional[list[str]] = None) -> tuple[argparse.Namespace, bl.Opti
     opts = bl.Options(device=a.device, bf16=a.bf16, compile=a.compile, quick=a.quick, dataset=a.dataset,
                       warmup=1 if a.quick else 2, repeats=a.repeats or (3 if a.quick else 10),
                       point_limit_s=a.limit, budget_s=a.budget or (10.0 if a.quick else 60.0), mem_bound_gb=bound,
-                      threads=a.threads)
+                      threads=a.threads, clips=a.train_clips, pairs=a.pairs)
     if a.clips:
         opts.scaling_clips = tuple(a.clips)
     return a, opts

@@ -65,7 +65,9 @@ def test_sigkill_mid_extraction_then_resume(folder: Path, reference: Path, tmp_p
     store = tmp_path / "store"
     cmd = [sys.executable, "-m", "momentloc", "extract", str(folder), "--out", str(store), "--fps", str(FPS),
            "--batch-size", "8"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # One thread, like the test process (conftest), so both encode frames with the same float sums.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     deadline = time.time() + 120
     while proc.poll() is None and time.time() < deadline and not list(store.glob("*.npy")):
         time.sleep(0.01)

@@ -278,6 +278,7 @@ def _trainer(cfg: ExperimentConfig, run_dir: Path, callbacks: list, devices: Any
         use_distributed_sampler=False,
         plugins=[AtomicCheckpointIO()],
         num_sanity_val_steps=0,
+        gradient_clip_val=cfg.optim.grad_clip,
     )
 
 

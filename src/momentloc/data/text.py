@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import pickle
 import re
 from collections import Counter
@@ -179,9 +180,14 @@ def write_glove_pickle(path: Union[str, Path], words: list[str], vectors: np.nda
     for w, v in zip(words, vectors):
         w2id[w] = len(id2vec)
         id2vec.append(np.asarray(v, np.float32))
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as fh:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:  # temp file + rename: a kill never leaves a torn pickle
         pickle.dump({"w2id": w2id, "id2vec": id2vec, "counter": Counter(counter)}, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def build_vocabulary(kind: str, path: Optional[str], sentences: list[str], dim: int, oov: str, lowercase: bool) -> Vocabulary:

@@ -180,6 +180,9 @@ def inner_outer_losses(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch
     n_s = tm.sum(1).clamp(min=1.0)
     inner = -(torch.sigmoid(interval_sums(p)) * tm[:, :, None, None]).sum(1) / n_s.view(-1, 1, 1)
     low = _weakest_response(p, tok_mask, clip_mask)
+    import os
+    if os.environ.get("FSAN_OUTER_MEAN"):
+        low = ((p * tm[:, :, None]).sum(1) / n_s[:, None]).masked_fill(~clip_mask, 0.0)
     weak = (1.0 + low) / 2.0
     q = (-torch.log((1.0 - weak).clamp(min=1e-6)) if outer_log else weak) * clip_mask.to(p.dtype)
     _, outside, _ = _segment_geometry(clip_mask)

@@ -33,9 +33,9 @@ class SnagConfig(ModelConfig):
     num_levels: int = 8  # pyramid levels L; level l has stride 2^l
     text_layers: int = 5
     background_token: bool = True  # a learnable "no match" word the fusion can attend to
-    # Not in SnAG: LayerNorm the projected words so the text path does not depend on the
-    # word-vector scale (GloVe norms are ~6, MiniLM and the synthetic vectors are unit-norm).
-    text_input_norm: bool = True
+    # Not in SnAG (off by default): LayerNorm the projected words so the text path does not
+    # depend on the word-vector scale (GloVe norms are ~6, MiniLM vectors are unit-norm).
+    text_input_norm: bool = False
     fusion_layers: int = 2
     fusion_mode: Literal["affine", "adaln"] = "affine"
     head_layers: int = 2

@@ -279,11 +279,15 @@ def create_app(predictor: Any, videos_dir: Path, max_upload_mb: float = 200.0, r
 def serve(checkpoint: Path, videos_dir: Path, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: float = 200.0,
           device: Optional[str] = None, weights: Optional[Path] = None) -> None:
     """Load a checkpoint and run the server with uvicorn until interrupted."""
-    import uvicorn
-
     from momentloc.predict import Predictor
 
     predictor = Predictor.from_checkpoint(checkpoint, device=device, weights=weights)
+    run_app(create_app(predictor, videos_dir, max_upload_mb=max_upload_mb), host=host, port=port)
+
+
+def run_app(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+    """Run an app with uvicorn until interrupted, with the connection limits every momentloc server uses."""
+    import uvicorn
+
     # A bounded number of open connections and short keep-alives keep slow clients from piling up.
-    uvicorn.run(create_app(predictor, videos_dir, max_upload_mb=max_upload_mb), host=host, port=port, log_level="info",
-                limit_concurrency=64, timeout_keep_alive=5)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, limit_concurrency=64, timeout_keep_alive=5)

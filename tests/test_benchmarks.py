@@ -1,0 +1,86 @@
+"""Smoke test of the performance suite: tiny shapes, every measurement kind, the JSON keys and the tables."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import benchlib as bl  # noqa: E402
+import suite  # noqa: E402
+
+
+def _tiny() -> bl.Options:
+    return bl.Options(quick=True, warmup=1, repeats=2, budget_s=2.0, point_limit_s=10.0, clips=16, pairs=2,
+                      queries=6, query_batch=4, scaling_clips=(16, 32), threads=1, mem_bound_gb=2.0)
+
+
+@pytest.fixture(scope="module")
+def result() -> dict:
+    """The suite's JSON for span and prior, each measurement in its own process."""
+    names, failed = suite.discover(["span", "prior"])
+    assert names == ["prior", "span"] and not failed
+    out = suite.run(names, failed, _tiny(), log=lambda *a: None)
+    return json.loads(json.dumps(out))  # it must survive the JSON round trip
+
+
+def test_every_measurement_has_positive_numbers(result: dict) -> None:
+    assert {"machine", "settings", "models"} <= result.keys()
+    assert result["machine"]["torch"] and result["machine"]["cores"] >= 1
+    for name in ("span", "prior"):
+        row = result["models"][name]
+        assert row["status"] == "ok", row
+        assert row["params"] > 0
+        assert row["batch"]["pairs"] == 2 and row["batch"]["clips"] == 16 and row["batch"]["scaled"]
+        for kind in ("train", "infer", "throughput"):
+            assert "error" not in row[kind], (name, kind, row[kind])
+            assert row[kind]["ms"] > 0 and row[kind]["peak_mb"] >= 0
+        assert row["throughput"]["qps"] > 0 and row["throughput"]["queries"] == 6
+        assert [p["clips"] for p in row["scaling"]] == [16, 32]
+        for point in row["scaling"]:
+            assert point["ms"] > 0 and point["peak_mb"] >= 0, point
+
+
+def test_markdown_has_both_tables(result: dict) -> None:
+    text = suite.markdown(result)
+    assert "| span |" in text and "| prior |" in text
+    assert "train step" in text and "| 16 | 32 |" in text
+
+
+def test_config_choice_prefers_the_charades_paper_config() -> None:
+    path, note = bl.find_config("tan2d")
+    assert path is not None and path.name == "tan2d_charades_sta.yaml" and note == path.name
+    path, note = bl.find_config("snag", "tacos")
+    assert path is not None and path.name == "snag_tacos.yaml"
+
+
+def test_quadratic_model_is_stopped_before_it_runs() -> None:
+    path, _ = bl.find_config("tan2d")
+    cfg = bl.load(path, "tan2d")
+    over, note = bl.scaled_overrides("tan2d", cfg, 65536)
+    assert note == "N=4096"
+    assert bl.quadratic_estimate_gb("tan2d", bl.load(path, "tan2d", over)) > 100
+
+
+def test_bf16_autocast_runs_in_process() -> None:
+    opts = _tiny()
+    opts.bf16, opts.isolate = True, False
+    path, _ = bl.find_config("span")
+    cfg = bl.load(path, "span")
+    res = bl.infer("span", cfg, bl.shape_for(cfg, opts), opts)
+    assert res["ms"] > 0
+
+
+def test_a_model_module_that_fails_to_import_is_a_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    from momentloc import registry
+
+    monkeypatch.setattr(registry, "_MODEL_MODULES", registry._MODEL_MODULES + ("momentloc.models.not_a_model",))
+    names, failed = suite.discover(None)
+    assert "span" in names and "not_a_model" in failed
+    out = suite.run([], {"not_a_model": failed["not_a_model"]}, _tiny(), log=lambda *a: None)
+    assert out["models"]["not_a_model"]["status"].startswith("import failed: ModuleNotFoundError")
+    assert "| not_a_model | import failed" in suite.markdown(out)
