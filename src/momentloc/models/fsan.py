@@ -10,16 +10,17 @@ the inner / outer losses on P weighted by the segment scores.
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from typing import Literal
 
+import torch
+import torch.nn.functional as F
 from pydantic import field_validator
 from torch import nn
 
 from momentloc.models.base import GroundingModel, InputSpec, ModelConfig, Output
 from momentloc.models.weak_layers import (
     clip_bounds_to_seconds,
+    margin_hinge,
     rank_segments,
     repeated_token_mask,
     sample_negatives,
@@ -44,7 +45,6 @@ class FSANConfig(ModelConfig):
     max_words: int = 128  # sizes of the learnable positional encodings
     max_clips: int = 1024
     margin: float = 0.2  # delta of Eq. 6
-    match_temperature: float = 0.0  # 0: S(V,S) = max SC (Eq. 7); > 0: tau * logsumexp(SC / tau)
     lambda_triplet: float = 1.0 / 3.0
     lambda_inner: float = 1.0 / 3.0
     lambda_outer: float = 1.0 / 3.0
@@ -57,12 +57,7 @@ class FSANConfig(ModelConfig):
     # this sentence on another video ("video"), or both hinges averaged.
     negatives: Literal["sentence", "video", "both"] = "sentence"
     detach_weights: bool = True  # SC_{s,e} as a confidence weight, not a path for gradients
-    # Weights of Eqs. 10 and 12: SC_{s,e} as printed ("score"), or SC minus its mean over
-    # the pair's segments ("centered"), so a map that is flat in time gets no pull (see docs).
-    loss_weights: Literal["score", "centered", "softmax"] = "softmax"
-    weight_temperature: float = 0.1  # of the "softmax" weights
-    # Outer term per outside clip with p = (1 + min_i P_ij) / 2: -log(1 - p) ("log") or p ("linear").
-    outer_form: Literal["log", "linear"] = "log"
+    whole_video: bool = False  # also score the whole video (Eq. 8's second term then 0)
     nms_iou: float = 0.5
 
     @field_validator("hidden", "align_dim", "heads", "ffn", "max_words", "max_clips")
@@ -122,42 +117,39 @@ def interval_sums(x: torch.Tensor) -> torch.Tensor:
     return csum[..., None, 1:] - csum[..., :-1, None]
 
 
-def _segment_geometry(clip_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _segment_geometry(clip_mask: torch.Tensor,
+                      whole_video: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Segment lengths [1,T,T], clips outside each segment [B,T,T], valid [B,T,T]."""
     t = clip_mask.shape[1]
     idx = torch.arange(t, device=clip_mask.device)
     length = (idx[None, :] - idx[:, None] + 1).to(torch.float32)[None]
     n_v = clip_mask.sum(1).to(torch.float32).view(-1, 1, 1)
     outside = n_v - length
-    # Eq. 8 divides by the number of outside clips: the whole video is no candidate,
-    # except in a one-clip video, which has nothing else.
-    valid = (length > 0) & (idx.view(1, 1, t) < n_v) & ((outside > 0) | (n_v <= 1))
+    # Eq. 8 divides by the number of outside clips: the whole video is a candidate only
+    # when asked for (its second term is then 0), or when the video has one clip.
+    valid = (length > 0) & (idx.view(1, 1, t) < n_v) & ((outside > 0) | (n_v <= 1) | whole_video)
     return length, outside, valid
 
 
 def _weakest_response(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.Tensor) -> torch.Tensor:
     """min_i P_ij over valid tokens for each clip [B,T] (0 on padded clips)."""
-    import os
-    if os.environ.get("FSAN_MEAN"):
-        tm = tok_mask.to(p.dtype)
-        low = (p * tm[:, :, None]).sum(1) / tm.sum(1, keepdim=True).clamp(min=1)
-        return low.masked_fill(~clip_mask, 0.0)
     low = p.masked_fill(~tok_mask[:, :, None], float("inf")).min(1).values
     return low.masked_fill(~clip_mask, 0.0)
 
 
-def segment_scores(p: torch.Tensor, tok_mask: torch.Tensor,
-                   clip_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def segment_scores(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.Tensor,
+                   whole_video: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """SC_{s,e} of Eq. 8 for every segment: (scores [B,T,T] indexed [s,e], valid [B,T,T]).
 
     Mean of P over the tokens and the segment's clips, minus the mean over the
-    clips outside it of each clip's weakest token response (0 when the segment
-    is the whole video).
+    clips outside it of each clip's weakest token response. Eq. 8 divides by
+    the number of outside clips, so the whole video is a candidate only with
+    ``whole_video`` (or in a one-clip video), its second term then being 0.
     """
     tm = tok_mask.to(p.dtype)
     n_s = tm.sum(1).clamp(min=1.0)
     per_clip = (p * tm[:, :, None]).sum(1) / n_s[:, None]
-    length, outside, valid = _segment_geometry(clip_mask)
+    length, outside, valid = _segment_geometry(clip_mask, whole_video)
     inside_mean = interval_sums(per_clip) / length.clamp(min=1.0)
     low = _weakest_response(p, tok_mask, clip_mask)
     out_sum = low.sum(1).view(-1, 1, 1) - interval_sums(low)
@@ -167,9 +159,8 @@ def segment_scores(p: torch.Tensor, tok_mask: torch.Tensor,
 
 
 def inner_outer_losses(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.Tensor,
-                       sc: torch.Tensor, valid: torch.Tensor, detach_weights: bool = True,
-                       weights: str = "score", temperature: float = 0.1,
-                       outer_log: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                       sc: torch.Tensor, valid: torch.Tensor,
+                       detach_weights: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """L^i (Eqs. 9-10) and L^o (Eqs. 11-12), each sum_{s,e} SC_{s,e} L_{s,e} / #segments, batch mean.
 
     The outer term lowers each outside clip's weakest response as
@@ -180,22 +171,13 @@ def inner_outer_losses(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch
     n_s = tm.sum(1).clamp(min=1.0)
     inner = -(torch.sigmoid(interval_sums(p)) * tm[:, :, None, None]).sum(1) / n_s.view(-1, 1, 1)
     low = _weakest_response(p, tok_mask, clip_mask)
-    import os
-    if os.environ.get("FSAN_OUTER_MEAN"):
-        low = ((p * tm[:, :, None]).sum(1) / n_s[:, None]).masked_fill(~clip_mask, 0.0)
-    weak = (1.0 + low) / 2.0
-    q = (-torch.log((1.0 - weak).clamp(min=1e-6)) if outer_log else weak) * clip_mask.to(p.dtype)
+    q = -torch.log(((1.0 - low) / 2.0).clamp(min=1e-6)) * clip_mask.to(p.dtype)
     _, outside, _ = _segment_geometry(clip_mask)
     q_out = q.sum(1).view(-1, 1, 1) - interval_sums(q)
     outer = torch.where(outside > 0, q_out / outside.clamp(min=1.0), torch.zeros_like(q_out))
     vf = valid.to(p.dtype)
     n_seg = vf.sum((1, 2)).clamp(min=1.0)
     w = (sc.detach() if detach_weights else sc) * vf
-    if weights == "centered":
-        w = (w - (w.sum((1, 2)) / n_seg).view(-1, 1, 1)) * vf
-    elif weights == "softmax":
-        logits = (w / temperature).masked_fill(~valid, float("-inf")).flatten(1)
-        w = torch.softmax(logits, -1).view_as(w) * n_seg.view(-1, 1, 1)
     return (w * inner).sum((1, 2)).div(n_seg).mean(), (w * outer).sum((1, 2)).div(n_seg).mean()
 
 
@@ -261,14 +243,14 @@ class FSAN(GroundingModel):
         s, s_mask = self.encode_text(batch)
         v, v_mask = self.encode_video(batch)
         p, s2, v2 = self.alignment(s, s_mask, v, v_mask)
-        sc, valid = segment_scores(p, s_mask, v_mask)
+        sc, valid = segment_scores(p, s_mask, v_mask, self.cfg.whole_video)
         n_valid = valid_lengths(v_mask)
         t = v_mask.shape[1]
         idx = torch.arange(t, device=p.device)
         start = idx.view(1, t, 1).expand(p.shape[0], t, t)
         segments = clip_bounds_to_seconds(start, (idx + 1).view(1, 1, t).expand_as(start), n_valid,
                                           batch.duration)
-        match = _pool_scores(sc, valid, self.cfg.match_temperature)  # Eq. 7
+        match = _best(sc, valid)  # Eq. 7
         tensors = {
             "alignment_map": p, "segment_scores": sc, "segment_valid": valid,
             "segments": segments, "match_score": match,
@@ -291,48 +273,46 @@ class FSAN(GroundingModel):
         if mode == "both":
             tok_pos = repeated_token_mask(batch.word_ids[neg], t["text_mask"][neg], batch.word_ids, tok_pos)
         ok = ok & tok_neg.any(1) & tok_pos.any(1)
-        tau = self.cfg.match_temperature
         pos = out["match_score"] if mode != "both" else \
-            _best_segment(out["alignment_map"], tok_pos, batch.video_mask, tau)
-        return pos, _best_segment(p_neg, tok_neg, batch.video_mask, tau), ok
+            self._best_segment(out["alignment_map"], tok_pos, batch.video_mask)
+        return pos, self._best_segment(p_neg, tok_neg, batch.video_mask), ok
+
+    def _best_segment(self, p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.Tensor) -> torch.Tensor:
+        """S(V, S) on a map; a row with no token left keeps its first (the caller drops it)."""
+        tok = tok_mask.clone()
+        tok[:, 0] |= ~tok.any(1)
+        return _best(*segment_scores(p, tok, clip_mask, self.cfg.whole_video))
 
     def _video_negative(self, out: Output, batch: Batch, neg: torch.Tensor) -> torch.Tensor:
         """S(V-, S): the sentence against another video of the batch."""
         t = out.tensors
         v_mask = batch.video_mask[neg]
         p_neg, _, _ = self.alignment(t["text_in"], t["text_mask"], t["video_in"][neg], v_mask)
-        return _best_segment(p_neg, t["text_mask"], v_mask, self.cfg.match_temperature)
+        return self._best_segment(p_neg, t["text_mask"], v_mask)
 
     def loss(self, out: Output, batch: Batch) -> dict[str, torch.Tensor]:
-        """lambda1 L^t + lambda2 L^i + lambda3 L^o (Eq. 13)."""
+        """lambda1 L^t + lambda2 L^i + lambda3 L^o (Eq. 13); L^t averages the chosen hinges."""
         cfg = self.cfg
         neg, ok = sample_negatives(batch.video_group, 1)
         neg = neg[:, 0]
-        hinges, okf = [], ok.to(out["match_score"].dtype)
-        neg_scores = []
+        terms: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (S+, S-, valid)
         if cfg.negatives in ("sentence", "both"):
-            pos, s_neg, s_ok = self._sentence_negative(out, batch, neg, ok)
-            hinges.append(F.relu(cfg.margin - pos + s_neg) * s_ok.to(pos.dtype))
-            okf = s_ok.to(pos.dtype)
-            neg_scores.append(s_neg)
+            terms.append(self._sentence_negative(out, batch, neg, ok))
         if cfg.negatives in ("video", "both"):
-            v_neg = self._video_negative(out, batch, neg)
-            hinges.append(F.relu(cfg.margin - out["match_score"] + v_neg) * ok.to(v_neg.dtype))
-            neg_scores.append(v_neg)
-        triplet = torch.stack(hinges).mean(0).sum() / okf.sum().clamp(min=1.0)
+            terms.append((out["match_score"], self._video_negative(out, batch, neg), ok))
+        triplet = torch.stack([margin_hinge(p, n, v, cfg.margin) for p, n, v in terms]).mean()
         inner, outer = inner_outer_losses(out["alignment_map"], out["text_mask"], batch.video_mask,
                                           out["segment_scores"], out["segment_valid"],
-                                          cfg.detach_weights, cfg.loss_weights, cfg.weight_temperature,
-                                          cfg.outer_form == "log")
+                                          cfg.detach_weights)
         total = cfg.lambda_triplet * triplet
         if cfg.inner_loss:
             total = total + cfg.lambda_inner * inner
         if cfg.outer_loss:
             total = total + cfg.lambda_outer * outer
-        neg_mean = torch.stack([n.masked_fill(~ok, 0.0) for n in neg_scores]).mean(0)
+        score_neg = torch.stack([_masked_average(n.detach(), v) for _, n, v in terms]).mean()
         return {"total": total, "triplet": triplet.detach(), "inner": inner.detach(),
                 "outer": outer.detach(), "score_pos": out["match_score"].detach().mean(),
-                "score_neg": neg_mean.detach().sum() / ok.sum().clamp(min=1)}
+                "score_neg": score_neg}
 
     def decode(self, out: Output, batch: Batch, k: int = 5) -> list[list[Moment]]:
         """Segments ranked by SC_{s,e}, NMS, seconds."""
@@ -341,18 +321,15 @@ class FSAN(GroundingModel):
                              out["segment_valid"].reshape(b, -1), batch.duration, k, self.cfg.nms_iou)
 
 
-def _pool_scores(sc: torch.Tensor, valid: torch.Tensor, tau: float) -> torch.Tensor:
-    """max_{s,e} SC_{s,e} (Eq. 7), or tau * logsumexp(SC / tau) when tau > 0."""
-    flat = sc.masked_fill(~valid, float("-inf")).flatten(1)
-    return flat.max(1).values if tau <= 0 else tau * torch.logsumexp(flat / tau, 1)
+def _best(sc: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """S(V, S) = max over valid segments of SC_{s,e} (Eq. 7)."""
+    return sc.masked_fill(~valid, float("-inf")).flatten(1).max(1).values
 
 
-def _best_segment(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.Tensor, tau: float) -> torch.Tensor:
-    """S(V, S) on a map; a row with no token left keeps its first (dropped by the caller)."""
-    tok = tok_mask.clone()
-    tok[:, 0] |= ~tok.any(1)
-    sc, valid = segment_scores(p, tok, clip_mask)
-    return _pool_scores(sc, valid, tau)
+def _masked_average(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean of x [B] over the valid rows (0 with a gradient path when none is valid)."""
+    x = torch.where(valid, x, torch.zeros_like(x))
+    return x.sum() / valid.sum().clamp(min=1).to(x.dtype)
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ from momentloc.models.base import GroundingModel, InputSpec, ModelConfig, Output
 from momentloc.models.weak_layers import (
     clip_bounds_to_seconds,
     last_valid,
+    margin_hinge,
     rank_segments,
     sample_negatives,
     valid_lengths,
@@ -246,28 +247,23 @@ class VLANet(GroundingModel):
                           t["query_mask"][q_idx], t["query_last"][q_idx])["similarity"]
 
     def loss(self, out: Output, batch: Batch) -> dict[str, torch.Tensor]:
-        """Margin loss (Eq. 14): max(0, margin - c(V,Q+) + c(V,Q-)), negatives from other videos."""
+        """Margin loss (Eq. 14): max(0, Delta - c(V,Q+) + c(V,Q-)), negatives from other videos."""
         c_pos = out["similarity"]
         n = self.cfg.num_negatives
         neg, ok = sample_negatives(batch.video_group, n)
         own = torch.arange(c_pos.shape[0], device=c_pos.device).repeat_interleave(n)
-        terms, neg_sims = [], []
+        pairs = []  # (video index, query index) of each negative pair
         if self.cfg.negatives in ("query", "both"):
-            c_neg = self._negative_similarity(out, own, neg.flatten()).view(-1, n)
-            terms.append(F.relu(self.cfg.margin - c_pos[:, None] + c_neg).mean(1))
-            neg_sims.append(c_neg)
+            pairs.append((own, neg.flatten()))
         if self.cfg.negatives in ("video", "both"):
-            c_neg = self._negative_similarity(out, neg.flatten(), own).view(-1, n)
-            terms.append(F.relu(self.cfg.margin - c_pos[:, None] + c_neg).mean(1))
-            neg_sims.append(c_neg)
-        hinge = torch.stack(terms, 0).mean(0)
-        okf = ok.to(hinge.dtype)
-        total = (hinge * okf).sum() / okf.sum().clamp(min=1.0)
+            pairs.append((neg.flatten(), own))
+        c_negs = [self._negative_similarity(out, v, q).view(-1, n) for v, q in pairs]
+        total = torch.stack([margin_hinge(c_pos, c, ok, self.cfg.margin) for c in c_negs]).mean()
         return {
             "total": total,
             "contrastive": total.detach(),
             "sim_pos": c_pos.detach().mean(),
-            "sim_neg": torch.cat(neg_sims, 1).detach().mean(),
+            "sim_neg": torch.cat(c_negs, 1).detach().mean(),
         }
 
     def decode(self, out: Output, batch: Batch, k: int = 5) -> list[list[Moment]]:

@@ -39,6 +39,19 @@ def sample_negatives(group: torch.Tensor, num: int = 1) -> tuple[torch.Tensor, t
     return idx, valid
 
 
+def margin_hinge(pos: torch.Tensor, neg: torch.Tensor, valid: torch.Tensor, margin: float) -> torch.Tensor:
+    """mean over valid pairs of mean_n max(0, margin - pos + neg_n): pos [B], neg [B] or [B,n], valid [B].
+
+    A batch without any valid pair gives 0 that still depends on ``pos`` (so
+    backward runs).
+    """
+    if neg.dim() == 1:
+        neg = neg[:, None]
+    hinge = torch.relu(margin - pos[:, None] + neg).mean(1)
+    hinge = torch.where(valid, hinge, torch.zeros_like(hinge))
+    return hinge.sum() / valid.sum().clamp(min=1).to(hinge.dtype) + 0.0 * pos.sum()
+
+
 def repeated_token_mask(word_ids: torch.Tensor, word_mask: torch.Tensor, neg_ids: torch.Tensor,
                         neg_mask: torch.Tensor) -> torch.Tensor:
     """Valid tokens of the negative sentence that do not occur in the positive one.

@@ -1,0 +1,266 @@
+"""VLANet: dense attention, segment groups, surrogate selection and the margin loss by hand; configs; learning."""
+
+import io
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from momentloc.config import load_config
+from momentloc.data.random_batch import random_batch
+from momentloc.models.base import InputSpec
+from momentloc.models.build import build_model
+from momentloc.models.vlanet import (
+    CascadedAttention,
+    DenseAttention,
+    VLANet,
+    VLANetConfig,
+    pool_segments,
+    proposal_groups,
+)
+from momentloc.models.weak_layers import margin_hinge, sample_negatives
+from momentloc.registry import get_model_class
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "experiment"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _small(**kw) -> VLANet:
+    torch.manual_seed(0)
+    cfg = VLANetConfig(hidden=16, gru_hidden=16, windows=[2, 4], stride=1, **kw)
+    return VLANet(cfg, InputSpec(video_dim=12, text_dim=10, vocab_size=50, num_clips=None))
+
+
+def _batch(seed: int = 0, qpv: int = 2):
+    return random_batch(6, 14, 12, num_words=5, text_dim=10, vocab_size=50, supervision="weak",
+                        variable_length=True, queries_per_video=qpv, seed=seed)
+
+
+def _identity_attention(mean: bool, rescale: bool) -> DenseAttention:
+    att = DenseAttention(2, rescale=rescale, mean=mean)
+    with torch.no_grad():
+        att.w1.weight.copy_(torch.eye(2))
+        att.w2.weight.copy_(torch.eye(2))
+    return att
+
+
+def test_registered_as_weak_model():
+    assert get_model_class("vlanet") is VLANet
+    assert VLANet.supervision == "weak"
+
+
+@pytest.mark.parametrize("mean", [False, True])
+@pytest.mark.parametrize("rescale", [False, True])
+def test_dense_attention_by_hand(mean, rescale):
+    # X = [x1, x2, pad], Y = [y1, y2, pad]; W1 = W2 = I, so E(x, Y) = sum_m tanh(x . y_m) (Eq. 7).
+    x = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [9.0, 9.0]]])
+    y = torch.tensor([[[1.0, 0.0], [0.5, 0.5], [-9.0, 4.0]]])
+    x_mask = torch.tensor([[True, True, False]])
+    y_mask = torch.tensor([[True, True, False]])
+    e1 = math.tanh(1.0) + math.tanh(0.5)
+    e2 = math.tanh(0.0) + math.tanh(0.5)
+    if mean:
+        e1, e2 = e1 / 2, e2 / 2
+    a1 = math.exp(e1) / (math.exp(e1) + math.exp(e2))  # Eq. 8: softmax over the elements of X
+    a2 = 1 - a1
+    scale = 2.0 if rescale else 1.0  # N * softmax keeps the mean magnitude
+    out, log_w = _identity_attention(mean, rescale)(x, x_mask, y, y_mask)
+    expected = torch.tensor([[[scale * a1, 0.0], [0.0, scale * a2], [0.0, 0.0]]])
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(log_w[0, :2], torch.tensor([math.log(a1), math.log(a2)]))
+    assert log_w[0, 2] == float("-inf")
+
+
+def test_cascade_has_the_configured_steps():
+    full = CascadedAttention(8, True, True, 3, True, True)
+    assert full.v2v is not None and full.q2q is not None and len(full.cross) == 3
+    no_cross = CascadedAttention(8, True, False, 3, True, True)
+    assert len(no_cross.cross) == 0
+    no_self = CascadedAttention(8, False, True, 2, True, True)
+    assert no_self.v2v is None and len(no_self.cross) == 2
+    v, q = torch.randn(2, 5, 8), torch.randn(2, 4, 8)
+    vm, qm = torch.ones(2, 5, dtype=torch.bool), torch.ones(2, 4, dtype=torch.bool)
+    _, _, log_w = full(v, vm, q, qm)
+    assert log_w.shape == (2, 5)  # two query-guided video steps (1st and 3rd), summed
+    assert no_cross(v, vm, q, qm)[2] is None
+
+
+def test_segment_groups_by_hand():
+    # 10 padded clips, windows 2 and 4, a group every 3 clips: starts 0, 3, 6 (the shortest window fits).
+    start, end, valid = proposal_groups(torch.tensor([10, 5]), 10, [2, 4], 3)
+    assert start[0].tolist() == [[0, 0], [3, 3], [6, 6]]
+    assert end[0].tolist() == [[2, 4], [5, 7], [8, 10]]
+    assert valid[0].all()
+    # A 5-clip video: windows cut at its end; the group at 6 starts past it.
+    assert end[1].tolist()[:2] == [[2, 4], [5, 5]]
+    assert valid[1].tolist() == [[True, True], [True, True], [False, False]]
+
+
+def test_pool_segments_is_the_mean_of_the_clips():
+    x = torch.arange(6, dtype=torch.float32).view(1, 6, 1)
+    mask = torch.tensor([[True] * 5 + [False]])
+    start, end = torch.tensor([[0, 1, 3]]), torch.tensor([[2, 4, 5]])
+    torch.testing.assert_close(pool_segments(x, mask, start, end)[0, :, 0], torch.tensor([0.5, 2.0, 3.5]))
+
+
+def test_surrogate_selection_picks_the_closest_window_and_only_it_gets_gradient():
+    model = _small(self_attention=False, cross_steps=1)
+    # K=2 groups, L=2 windows; the query's final state w_M is e0.
+    props = torch.tensor([[[[1.0, 0.0] + [0.0] * 14, [0.0, 1.0] + [0.0] * 14],
+                           [[0.6, 0.8] + [0.0] * 14, [0.8, 0.6] + [0.0] * 14]]], requires_grad=True)
+    valid = torch.ones(1, 2, 2, dtype=torch.bool)
+    q = torch.zeros(1, 3, 16)
+    q[0, :, 0] = 1.0
+    out = model.match(props, valid, q, torch.ones(1, 3, dtype=torch.bool), q[:, -1])
+    assert out["pick"].tolist() == [[0, 1]]  # cosines 1 vs 0, then 0.6 vs 0.8 (Eqs. 3-5)
+    out["similarity"].sum().backward()
+    grad = props.grad.abs().sum(-1)[0]
+    assert grad[0, 0] > 0 and grad[1, 1] > 0
+    assert grad[0, 1] == 0 and grad[1, 0] == 0
+
+
+def test_margin_loss_by_hand():
+    pos = torch.tensor([0.8, 0.1, 0.3])
+    neg = torch.tensor([[0.3], [0.5], [0.9]])
+    valid = torch.tensor([True, True, False])
+    # Eq. 14 with Delta = 0.5: max(0, 0.5 - 0.8 + 0.3) = 0, max(0, 0.5 - 0.1 + 0.5) = 0.9; 3rd pair has no negative.
+    assert abs(float(margin_hinge(pos, neg, valid, 0.5)) - 0.45) < 1e-6
+    two = torch.tensor([[0.3, 0.7], [0.5, 0.0], [0.0, 0.0]])
+    # Pair 1: (0 + 0.4) / 2, pair 2: (0.9 + 0.4) / 2, mean 0.425.
+    assert abs(float(margin_hinge(pos, two, valid, 0.5)) - 0.425) < 1e-6
+
+
+def test_negatives_come_from_other_videos():
+    group = torch.tensor([0, 0, 1, 2, 2, 2])
+    torch.manual_seed(0)
+    for _ in range(20):
+        idx, ok = sample_negatives(group, 3)
+        assert ok.all()
+        assert (group[idx] != group[:, None]).all()
+    _, ok = sample_negatives(torch.tensor([4, 4]), 1)
+    assert not ok.any()  # one video in the batch: no negative, no loss
+
+
+def test_loss_needs_no_time_label_and_ignores_one():
+    model = _small().eval()
+    batch = _batch()
+    assert batch.windows is None and batch.point is None
+    torch.manual_seed(3)
+    clean = model.loss(model(batch), batch)["total"]
+    batch.windows = torch.rand(batch.size, 2)
+    batch.point = torch.rand(batch.size)
+    torch.manual_seed(3)
+    dirty = model.loss(model(batch), batch)["total"]
+    assert torch.equal(clean, dirty)
+
+
+def test_a_batch_of_one_video_gives_zero_loss_with_gradient():
+    model = _small()
+    batch = _batch(qpv=6)
+    loss = model.loss(model(batch), batch)["total"]
+    assert float(loss.detach()) == 0.0
+    loss.backward()
+
+
+@pytest.mark.parametrize("variant", [
+    {}, {"self_attention": False}, {"cross_attention": False}, {"surrogate": False},
+    {"self_attention": False, "cross_attention": False}, {"localize": "attention"},
+    {"negatives": "both", "num_negatives": 2}, {"energy": "sum", "rescale_attention": False},
+])
+def test_variants_train_and_decode(variant):
+    model = _small(**variant)
+    batch = _batch()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss = model.loss(model(batch), batch)["total"]
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss)
+    _check_decode(model, batch, 3)
+
+
+def _check_decode(model, batch, k):
+    model.eval()
+    with torch.no_grad():
+        moments = model.decode(model(batch), batch, k)
+    assert len(moments) == batch.size
+    for ms, dur in zip(moments, batch.duration.tolist()):
+        assert 1 <= len(ms) <= k
+        assert all(0.0 <= m.start < m.end <= dur + 1e-5 for m in ms)
+        assert [m.score for m in ms] == sorted((m.score for m in ms), reverse=True)
+
+
+@pytest.mark.parametrize("name", ["vlanet_charades_sta", "vlanet_didemo", "vlanet_synthetic_ci"])
+def test_paper_configs_take_a_training_step(name):
+    cfg = load_config(CONFIGS / f"{name}.yaml")
+    t = cfg.data.num_clips or 6
+    spec = InputSpec(video_dim=cfg.data.feature_dim, text_dim=300, vocab_size=200, num_clips=cfg.data.num_clips)
+    torch.manual_seed(0)
+    model = build_model(cfg, spec)
+    assert isinstance(model, VLANet)
+    batch = random_batch(3, t, cfg.data.feature_dim, num_words=8, text_dim=300, vocab_size=200,
+                         supervision="weak", variable_length=cfg.data.num_clips is None, seed=1)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = model.loss(model(batch), batch)["total"]
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss)
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    _check_decode(model, batch, 5)
+
+
+def test_didemo_groups_cover_the_21_moments():
+    # Six 5-s chunks, windows of 1..6 chunks from every start: the 21 DiDeMo moments.
+    start, end, valid = proposal_groups(torch.tensor([6]), 6, [1, 2, 3, 4, 5, 6], 1)
+    moments = {(int(s), int(e)) for s, e, v in zip(start.flatten(), end.flatten(), valid.flatten()) if v}
+    assert moments == {(s, e) for s in range(6) for e in range(s + 1, 7)}
+
+
+def test_state_dict_round_trip():
+    a = _small().eval()
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    buf.seek(0)
+    b = _small(margin=0.3).eval()
+    torch.manual_seed(5)
+    for p in b.parameters():
+        p.data.normal_()
+    b.load_state_dict(torch.load(buf))
+    batch = _batch()
+    with torch.no_grad():
+        oa, ob = a(batch), b(batch)
+    torch.testing.assert_close(oa["proposal_scores"], ob["proposal_scores"], rtol=0, atol=0)
+    assert a.decode(oa, batch, 5) == b.decode(ob, batch, 5)
+
+
+def test_embeddings_for_plug_in_objectives():
+    model = _small().eval()
+    batch = _batch()
+    with torch.no_grad():
+        e = model(batch).embeddings
+    assert e["clips"].shape == (6, 14, 16) and e["sentence"].shape == (6, 16) and e["words"].shape == (6, 5, 16)
+    assert torch.equal(e["clip_mask"], batch.video_mask)
+
+
+def _train_and_test(config: str, root, out) -> dict:
+    from momentloc.training import evaluate_checkpoint, train
+
+    over = [f"data.annotations={root}", f"train.out_dir={out}", "train.progress=false"]
+    result = train(load_config(CONFIGS / config, over))
+    return evaluate_checkpoint(result.checkpoint, "test", [f"train.out_dir={out}"], breakdowns=False)[0]
+
+
+def test_learns_well_above_the_prior_on_synthetic(ci_synth, tmp_path):
+    prior = _train_and_test("prior_synthetic_ci.yaml", ci_synth, tmp_path)
+    vlanet = _train_and_test("vlanet_synthetic_ci.yaml", ci_synth, tmp_path)
+    print(f"synthetic CI test: VLANet R1@0.3 {vlanet['R1@0.3']:.1f} R1@0.5 {vlanet['R1@0.5']:.1f}, "
+          f"prior R1@0.3 {prior['R1@0.3']:.1f} R1@0.5 {prior['R1@0.5']:.1f}")
+    assert vlanet["R1@0.3"] >= prior["R1@0.3"] + 10.0, (vlanet, prior)
