@@ -18,7 +18,9 @@ from momentloc.models.snag import Snag, SnagConfig, first_row_per_video
 from momentloc.models.snag_layers import diou_loss, local_attention, regression_ranges, score_voting, sigmoid_focal_loss
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "experiment"
-SMALL = dict(hidden_dim=32, text_hidden_dim=16, num_heads=4, window=5, num_levels=4, text_layers=1, fusion_layers=1, head_layers=1)
+SMALL = dict(
+    hidden_dim=32, text_hidden_dim=16, num_heads=4, window=5, num_levels=4, text_layers=1, fusion_layers=1, head_layers=1
+)
 
 
 def _small(**kw) -> Snag:

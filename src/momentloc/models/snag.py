@@ -82,9 +82,9 @@ class VideoPyramid(nn.Module):
         self.proj = L.MaskedConv(in_dim, d, 1)
         self.convs = nn.ModuleList(L.MaskedConv(d, d, 3, bias=False) for _ in range(cfg.embed_convs))
         self.conv_norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(cfg.embed_convs))
-        block = lambda: L.EncoderBlock(d, cfg.num_heads, cfg.window, cfg.dropout, cfg.path_drop, cfg.layer_scale_init)  # noqa: E731
-        self.stem = nn.ModuleList(block() for _ in range(cfg.stem_layers))
-        self.levels = nn.ModuleList(block() for _ in range(cfg.num_levels))
+        args = (d, cfg.num_heads, cfg.window, cfg.dropout, cfg.path_drop, cfg.layer_scale_init)
+        self.stem = nn.ModuleList(L.EncoderBlock(*args) for _ in range(cfg.stem_layers))
+        self.levels = nn.ModuleList(L.EncoderBlock(*args) for _ in range(cfg.num_levels))
         self.down = nn.ModuleList(L.Downsample(d) for _ in range(cfg.num_levels - 1))
 
     def forward(self, video: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
@@ -118,7 +118,8 @@ class TextEncoder(nn.Module):
         self.in_norm = nn.LayerNorm(d) if cfg.text_input_norm else nn.Identity()
         self.background = nn.Parameter(torch.randn(1, 1, d) * 0.02) if cfg.background_token else None
         self.layers = nn.ModuleList(
-            L.EncoderBlock(d, cfg.num_heads, 0, cfg.dropout, cfg.path_drop, cfg.layer_scale_init) for _ in range(cfg.text_layers)
+            L.EncoderBlock(d, cfg.num_heads, 0, cfg.dropout, cfg.path_drop, cfg.layer_scale_init)
+            for _ in range(cfg.text_layers)
         )
 
     def forward(self, words: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -150,7 +151,10 @@ class Snag(GroundingModel):
         self.video_net = VideoPyramid(cfg, spec.video_dim)
         self.text_net = TextEncoder(cfg, spec.text_dim)
         self.fusion = nn.ModuleList(
-            L.FusionLayer(cfg.hidden_dim, cfg.text_hidden_dim, cfg.num_heads, cfg.fusion_mode, cfg.dropout, cfg.path_drop, cfg.layer_scale_init)
+            L.FusionLayer(
+                cfg.hidden_dim, cfg.text_hidden_dim, cfg.num_heads, cfg.fusion_mode,
+                cfg.dropout, cfg.path_drop, cfg.layer_scale_init,
+            )
             for _ in range(cfg.fusion_layers)
         )
         self.fusion_norm = nn.LayerNorm(cfg.hidden_dim)
@@ -161,7 +165,9 @@ class Snag(GroundingModel):
         self.register_buffer("loss_norm", torch.tensor(float(cfg.loss_norm_init)))
 
     # ----------------------------------------------------------------- forward
-    def encode_video(self, video: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    def encode_video(
+        self, video: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """The query-independent pyramid of each video (run once per video)."""
         return self.video_net(video, mask)
 

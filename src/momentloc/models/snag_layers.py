@@ -121,7 +121,9 @@ class LocalSelfAttention(nn.Module):
 class GlobalAttention(nn.Module):
     """Multi-head attention of queries [B,Tq,D] over keys [B,Tk,Dk] with a key mask."""
 
-    def __init__(self, dim: int, heads: int, dropout: float, kv_dim: Optional[int] = None, out_dim: Optional[int] = None) -> None:
+    def __init__(
+        self, dim: int, heads: int, dropout: float, kv_dim: Optional[int] = None, out_dim: Optional[int] = None
+    ) -> None:
         super().__init__()
         self.heads = heads
         self.q = nn.Linear(dim, dim)
@@ -176,7 +178,9 @@ class Downsample(nn.Module):
 class FusionLayer(nn.Module):
     """Cross-attention of video steps to words that modulates the video (Eqs. 5-7, SnAG's xattn)."""
 
-    def __init__(self, dim: int, text_dim: int, heads: int, mode: str, dropout: float, path_drop: float, ls_init: float) -> None:
+    def __init__(
+        self, dim: int, text_dim: int, heads: int, mode: str, dropout: float, path_drop: float, ls_init: float
+    ) -> None:
         super().__init__()
         self.mode = mode
         self.ln_q, self.ln_kv = nn.LayerNorm(dim), nn.LayerNorm(text_dim)
@@ -255,7 +259,9 @@ def segment_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / union.clamp(min=1e-8)
 
 
-def score_voting(kept: torch.Tensor, segs: torch.Tensor, scores: torch.Tensor, valid: torch.Tensor, iou_min: float) -> torch.Tensor:
+def score_voting(
+    kept: torch.Tensor, segs: torch.Tensor, scores: torch.Tensor, valid: torch.Tensor, iou_min: float
+) -> torch.Tensor:
     """Replace each kept segment [B,k,2] by the score-weighted mean of the candidates [B,N,2]
     overlapping it with IoU >= ``iou_min`` (SnAG's voting after Soft-NMS)."""
     iou = segment_iou(kept[:, :, None, :], segs[:, None, :, :])

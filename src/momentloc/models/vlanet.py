@@ -4,8 +4,9 @@ Surrogate Proposal Selection picks, in every group of windows that share a
 start, the window closest to the sentence; the Cascaded Cross-modal
 Attention (dense attention V2V, Q2Q, then alternating V<-Q / Q<-V) weighs
 the surrogates; a margin loss ranks the true (video, sentence) pair above
-pairs with the sentence of another video of the batch. The attention that
-the query puts on each surrogate is its localisation score.
+pairs with the sentence of another video of the batch. At inference each
+attended surrogate is scored against the attended query (or by the
+attention the query put on it) and the best ones are the moments.
 """
 
 from __future__ import annotations

@@ -55,7 +55,9 @@ def sample_query_per_video(group: torch.Tensor) -> torch.Tensor:
     return torch.argsort(rank)[best]
 
 
-def _centre_sampling(pos_frac: torch.Tensor, mask: torch.Tensor, window: torch.Tensor, half_width: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _centre_sampling(
+    pos_frac: torch.Tensor, mask: torch.Tensor, window: torch.Tensor, half_width: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(positives, outside) [V,T_l]: points within ``half_width`` of the moment centre and inside it."""
     start, end = window[:, :1], window[:, 1:]
     centre = 0.5 * (start + end)
@@ -116,8 +118,10 @@ def _gather(sample: LevelSample, which: torch.Tensor) -> tuple[torch.Tensor, tor
     return feats, ok
 
 
-def info_nce(anchors: torch.Tensor, anchor_ok: torch.Tensor, pos: torch.Tensor, pos_ok: torch.Tensor,
-             neg: torch.Tensor, neg_ok: torch.Tensor, cfg: ContrastConfig, exclude_self: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def info_nce(
+    anchors: torch.Tensor, anchor_ok: torch.Tensor, pos: torch.Tensor, pos_ok: torch.Tensor,
+    neg: torch.Tensor, neg_ok: torch.Tensor, cfg: ContrastConfig, exclude_self: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum and count of -log(e^{a.p} / (e^{a.p} + sum_n e^{a.n})) over anchor-positive pairs.
 
     anchors [V,A,H], pos [V,P,H], neg [V,N,H] with validity masks; with

@@ -1,0 +1,266 @@
+"""FSAN: segment scores, inner / outer losses, triplet hinge and token masking by hand; configs; learning."""
+
+import io
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from momentloc.config import load_config
+from momentloc.data.random_batch import random_batch
+from momentloc.models.base import InputSpec
+from momentloc.models.build import build_model
+from momentloc.models.fsan import FSAN, FSANConfig, inner_outer_losses, interval_sums, segment_scores
+from momentloc.models.weak_layers import margin_hinge, repeated_token_mask
+from momentloc.registry import get_model_class
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "experiment"
+
+# Two tokens x three clips (plus one padded token and one padded clip that must not count).
+P = torch.tensor([[[0.5, 0.2, -0.4, 9.0],
+                   [0.1, 0.6, -0.2, 9.0],
+                   [-9.0, -9.0, -9.0, -9.0]]])
+TOK = torch.tensor([[True, True, False]])
+CLIP = torch.tensor([[True, True, True, False]])
+# Eq. 8 by hand: mean over tokens and segment clips minus the mean of the outside clips' min over tokens
+# (column minima 0.1, 0.2, -0.4).
+SC = {(0, 0): 0.3 - (0.2 - 0.4) / 2, (0, 1): 0.35 - (-0.4), (1, 1): 0.4 - (0.1 - 0.4) / 2,
+      (1, 2): 0.05 - 0.1, (2, 2): -0.3 - (0.1 + 0.2) / 2}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _small(**kw) -> FSAN:
+    torch.manual_seed(0)
+    base = dict(hidden=16, align_dim=16, heads=2, ffn=32, text_layers=1, icim_layers=1, max_clips=32)
+    cfg = FSANConfig(**{**base, **kw})
+    return FSAN(cfg, InputSpec(video_dim=12, text_dim=10, vocab_size=50, num_clips=None))
+
+
+def _batch(seed: int = 0, qpv: int = 2):
+    return random_batch(6, 14, 12, num_words=5, text_dim=10, vocab_size=50, supervision="weak",
+                        variable_length=True, queries_per_video=qpv, seed=seed)
+
+
+def test_registered_as_weak_model():
+    assert get_model_class("fsan") is FSAN
+    assert FSAN.supervision == "weak"
+
+
+def test_interval_sums():
+    s = interval_sums(torch.tensor([1.0, 2.0, 4.0]))
+    assert s[0].tolist() == [1.0, 3.0, 7.0] and s[1, 1:].tolist() == [2.0, 6.0] and s[2, 2] == 4.0
+
+
+def test_segment_scores_by_hand():
+    sc, valid = segment_scores(P, TOK, CLIP)
+    got = {(s, e) for s in range(4) for e in range(4) if valid[0, s, e]}
+    assert got == set(SC)  # s <= e inside the 3 valid clips; the whole video has no outside (Eq. 8 / 0)
+    for (s, e), v in SC.items():
+        assert abs(float(sc[0, s, e]) - v) < 1e-6, (s, e)
+    sc_all, valid_all = segment_scores(P, TOK, CLIP, whole_video=True)
+    assert valid_all[0, 0, 2] and abs(float(sc_all[0, 0, 2]) - 0.8 / 6) < 1e-6
+
+
+def test_inner_and_outer_losses_by_hand():
+    sc, valid = segment_scores(P, TOK, CLIP)
+    inner, outer = inner_outer_losses(P, TOK, CLIP, sc, valid)
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    rows = [[0.5, 0.2, -0.4], [0.1, 0.6, -0.2]]
+    q = [-math.log((1 - m) / 2) for m in (0.1, 0.2, -0.4)]  # -log(1 - (1 + min_i P_ij) / 2)
+    exp_inner = exp_outer = 0.0
+    for (s, e), w in SC.items():
+        # Eq. 9: -mean_i sigma(sum_{j in [s,e]} P_ij); Eq. 11: mean over outside clips.
+        exp_inner += w * -sum(sig(sum(r[s:e + 1])) for r in rows) / 2
+        out = [j for j in range(3) if j < s or j > e]
+        exp_outer += w * sum(q[j] for j in out) / len(out)
+    assert abs(float(inner) - exp_inner / 5) < 1e-6  # Eqs. 10 and 12, averaged over the 5 segments
+    assert abs(float(outer) - exp_outer / 5) < 1e-6
+
+
+def test_weights_are_detached_by_default():
+    p = P.clone().requires_grad_(True)
+    sc, valid = segment_scores(p, TOK, CLIP)
+    inner, _ = inner_outer_losses(p, TOK, CLIP, sc, valid)
+    g_detached = torch.autograd.grad(inner, p)[0]
+    sc, valid = segment_scores(p, TOK, CLIP)
+    inner, _ = inner_outer_losses(p, TOK, CLIP, sc, valid, detach_weights=False)
+    assert not torch.allclose(g_detached, torch.autograd.grad(inner, p)[0])
+
+
+def test_triplet_hinge_by_hand():
+    pos, neg = torch.tensor([0.75, 0.1]), torch.tensor([0.5, 0.2])
+    # Eq. 6 with delta = 0.2: max(0, 0.2 - 0.75 + 0.5) = 0, max(0, 0.2 - 0.1 + 0.2) = 0.3.
+    assert abs(float(margin_hinge(pos, neg, torch.tensor([True, True]), 0.2)) - 0.15) < 1e-6
+
+
+def test_repeated_tokens_are_masked_on_the_negative_map():
+    pos_ids = torch.tensor([[5, 6, 7, 0]])
+    neg_ids = torch.tensor([[6, 8, 1, 1, 0]])
+    keep = repeated_token_mask(pos_ids, pos_ids > 0, neg_ids, neg_ids > 0)
+    # 6 is shared; 8 is new; unknown words (id 1) never count as repeats; padding stays out.
+    assert keep.tolist() == [[False, True, True, True, False]]
+
+
+def test_a_negative_with_only_shared_words_is_dropped():
+    model = _small().eval()
+    batch = _batch()
+    batch.word_ids[:] = batch.word_ids[0]  # every sentence has the same words
+    batch.word_mask[:] = batch.word_mask[0]
+    torch.manual_seed(0)
+    losses = model.loss(model(batch), batch)
+    assert float(losses["triplet"]) == 0.0  # nothing left on P-, so no pair has a triplet term
+
+
+def test_alignment_map_is_exposed_for_plotting():
+    model = _small().eval()
+    batch = _batch()
+    with torch.no_grad():
+        out = model(batch)
+    p = out.tensors["alignment_map"]
+    assert p.shape == (6, 5, 14)
+    assert float(p.abs().max()) <= 1.0 + 1e-5  # cosines
+    pad = ~(batch.word_mask[:, :, None] & batch.video_mask[:, None, :])
+    assert float(p[pad].abs().sum()) == 0.0
+    assert out.embeddings["clips"].shape == (6, 14, 16) and out.embeddings["sentence"].shape == (6, 16)
+
+
+def test_loss_needs_no_time_label_and_ignores_one():
+    model = _small().eval()
+    batch = _batch()
+    assert batch.windows is None and batch.point is None
+    torch.manual_seed(3)
+    clean = model.loss(model(batch), batch)["total"]
+    batch.windows = torch.rand(batch.size, 2)
+    batch.point = torch.rand(batch.size)
+    torch.manual_seed(3)
+    assert torch.equal(clean, model.loss(model(batch), batch)["total"])
+
+
+@pytest.mark.parametrize("variant", [
+    {}, {"inner_loss": False, "outer_loss": False}, {"inner_loss": False}, {"outer_loss": False},
+    {"cross_modal": False}, {"inner_modal": False}, {"negatives": "video"},
+    {"negatives": "both", "mask_repeated_tokens": "both"}, {"mask_repeated_tokens": "none"},
+    {"whole_video": True, "nms_iou": 1.0}, {"text_layers": 0},
+])
+def test_variants_train_and_decode(variant):
+    model = _small(**variant)
+    batch = _batch()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = model.loss(model(batch), batch)
+    losses["total"].backward()
+    opt.step()
+    assert all(torch.isfinite(v) for v in losses.values())
+    _check_decode(model, batch, 3)
+
+
+def test_switching_off_the_sap_losses_leaves_the_triplet():
+    batch = _batch()
+    full, only_t = _small(), _small(inner_loss=False, outer_loss=False)
+    torch.manual_seed(1)
+    lf = full.loss(full(batch), batch)
+    torch.manual_seed(1)
+    lt = only_t.loss(only_t(batch), batch)
+    third = 1.0 / 3.0
+    torch.testing.assert_close(lt["total"], third * lf["triplet"])
+    torch.testing.assert_close(lf["total"], third * (lf["triplet"] + lf["inner"] + lf["outer"]))
+
+
+def _check_decode(model, batch, k):
+    model.eval()
+    with torch.no_grad():
+        moments = model.decode(model(batch), batch, k)
+    assert len(moments) == batch.size
+    for ms, dur in zip(moments, batch.duration.tolist()):
+        assert 1 <= len(ms) <= k
+        assert all(0.0 <= m.start < m.end <= dur + 1e-5 for m in ms)
+        assert [m.score for m in ms] == sorted((m.score for m in ms), reverse=True)
+
+
+def test_decode_gives_the_best_segment_in_seconds():
+    model = _small(nms_iou=1.0)
+    batch = random_batch(1, 4, 12, num_words=3, text_dim=10, vocab_size=50, supervision="weak", duration=12.0)
+    batch.video_mask[:] = torch.tensor([[True, True, True, False]])
+    sc, valid = segment_scores(P, TOK, CLIP)
+    out = model(batch)
+    out.tensors["segment_scores"], out.tensors["segment_valid"] = sc, valid
+    best = model.decode(out, batch, 2)[0]
+    # SC[0,1] = 0.75 is the best: clips 0..1 of 3 over 12 s -> [0, 8] s; then SC[1,1] = 0.55 -> [4, 8] s.
+    assert (best[0].start, best[0].end) == pytest.approx((0.0, 8.0)) and best[0].score == pytest.approx(0.75)
+    assert (best[1].start, best[1].end) == pytest.approx((4.0, 8.0))
+
+
+@pytest.mark.parametrize("name", ["fsan_activitynet", "fsan_didemo", "fsan_synthetic_ci"])
+def test_paper_configs_take_a_training_step(name):
+    cfg = load_config(CONFIGS / f"{name}.yaml")
+    t = cfg.data.num_clips or 6
+    spec = InputSpec(video_dim=cfg.data.feature_dim, text_dim=300, vocab_size=200, num_clips=cfg.data.num_clips)
+    torch.manual_seed(0)
+    model = build_model(cfg, spec)
+    assert isinstance(model, FSAN)
+    batch = random_batch(2, t, cfg.data.feature_dim, num_words=8, text_dim=300, vocab_size=200,
+                         supervision="weak", variable_length=cfg.data.num_clips is None, seed=1)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
+    before = model.w_s.weight.detach().clone()
+    loss = model.loss(model(batch), batch)["total"]
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss) and not torch.equal(before, model.w_s.weight)
+    _check_decode(model, batch, 5)
+
+
+def test_state_dict_round_trip():
+    a = _small().eval()
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    buf.seek(0)
+    b = _small(margin=0.5).eval()
+    for p in b.parameters():
+        p.data.normal_()
+    b.load_state_dict(torch.load(buf))
+    batch = _batch()
+    with torch.no_grad():
+        oa, ob = a(batch), b(batch)
+    torch.testing.assert_close(oa["alignment_map"], ob["alignment_map"], rtol=0, atol=0)
+    assert a.decode(oa, batch, 5) == b.decode(ob, batch, 5)
+
+
+def test_training_steps_lower_the_loss_on_a_fixed_batch():
+    model = _small(dropout=0.0)
+    batch = _batch()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for step in range(30):
+        torch.manual_seed(step % 2)  # the same two negative draws, alternately
+        loss = model.loss(model(batch), batch)["total"]
+        first = float(loss.detach()) if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < first
+
+
+def _train_and_test(config: str, root, out) -> dict:
+    from momentloc.training import evaluate_checkpoint, train
+
+    over = [f"data.annotations={root}", f"train.out_dir={out}", "train.progress=false"]
+    result = train(load_config(CONFIGS / config, over))
+    return evaluate_checkpoint(result.checkpoint, "test", [f"train.out_dir={out}"], breakdowns=False)[0]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="FSAN as printed does not beat the prior on the synthetic CI benchmark: the outer "
+                          "loss is met by one token that is low on every clip, and the maps stay flat in time "
+                          "(docs/methods/fsan.md)", strict=False)
+def test_learns_above_the_prior_on_synthetic(ci_synth, tmp_path):
+    prior = _train_and_test("prior_synthetic_ci.yaml", ci_synth, tmp_path)
+    fsan = _train_and_test("fsan_synthetic_ci.yaml", ci_synth, tmp_path)
+    print(f"synthetic CI test: FSAN R1@0.3 {fsan['R1@0.3']:.1f}, prior R1@0.3 {prior['R1@0.3']:.1f}")
+    assert fsan["R1@0.3"] >= prior["R1@0.3"] + 10.0, (fsan, prior)
