@@ -208,10 +208,6 @@ HAVE_TRAINING = all(importlib.util.find_spec(m) for m in ("momentloc.training", 
 
 
 @pytest.mark.skipif(not HAVE_TRAINING, reason="needs momentloc.training and the synthetic benchmark")
-@pytest.mark.xfail(
-    strict=False,
-    reason="SnAG reaches R1@0.5 about 32.5 on the CI synthetic set against a bar of 35.0 (2 x prior 17.5); not yet tuned",
-)
 def test_learns_synthetic_ci_twice_the_prior(tmp_path: Path) -> None:
     from momentloc.training import train
 
