@@ -13,21 +13,8 @@ pytest.importorskip("av", reason="PyAV is the [video] extra")
 
 from momentloc.data.features import FeatureStore  # noqa: E402
 from momentloc.errors import CheckpointError, DataError  # noqa: E402
+from momentloc.demo_video import colour_config, colour_durations  # noqa: E402
 from momentloc.video import TinyEncoder, attach_feature_spec, extract_features, list_videos, write_colour_dataset  # noqa: E402
-
-
-def colour_config(root: Path, out: Path, features: Path, epochs: int = 1):
-    """A span model over the colour videos' tiny features, with hashed word vectors."""
-    from momentloc.config import validate
-
-    return validate({
-        "name": "colours",
-        "data": {"dataset": "activitynet", "annotations": str(root), "features": str(features), "feature_dim": 32,
-                 "train_split": "train", "val_split": "val_1", "test_split": "val_2",
-                 "text": {"kind": "hash", "dim": 24, "max_words": 12}},
-        "model": {"name": "span", "params": {"hidden": 32}},
-        "train": {"epochs": epochs, "batch_size": 8, "out_dir": str(out), "progress": False},
-    })
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +27,8 @@ def colours(tmp_path_factory) -> dict:
     store = base / "features"
     res = extract_features(list_videos(root / "videos"), TinyEncoder(), 2.0, store, progress=False)
     assert not res.failed
-    result = train(colour_config(root, base / "runs", store))
-    durations = {k: v["duration"] for s in ("train", "val_1", "val_2") for k, v in json.loads((root / f"{s}.json").read_text()).items()}
-    return {"ckpt": result.checkpoint, "store": store, "videos": root / "videos", "durations": durations, "root": root}
+    result = train(colour_config(root, base / "runs", store, hidden=32))
+    return {"ckpt": result.checkpoint, "store": store, "videos": root / "videos", "durations": colour_durations(root), "root": root}
 
 
 def test_raw_video_gives_the_same_moments_as_its_extracted_features(colours) -> None:
@@ -133,3 +119,42 @@ def test_cli_predict_prints_moments_and_plots(colours, tmp_path) -> None:
     video = CliRunner().invoke(app, ["predict", "--checkpoint", str(colours["ckpt"]), "--video",
                                      str(colours["videos"] / "colours_004.mp4"), "--query", "red", "--query", "green"])
     assert video.exit_code == 0 and video.output.count("score") == 2
+
+
+def test_shipped_charades_video_through_the_whole_path(colours, need_file, tmp_path) -> None:
+    """The real mp4: decoded at the checkpoint's 2 fps, encoded once for two queries, same as extracting it first."""
+    from momentloc.demo_video import charades_truth, localize_video_file
+
+    video = need_file("demo/charades_Y1HGC.mp4")
+    queries = ["a person walks in a doorway drinking some coffee.", "person drinking a glass of water."]
+    truth = charades_truth("Y1HGC", queries[0])
+    assert truth == [(0.2, 9.8)]
+    answer = localize_video_file(colours["ckpt"], video, queries, top_k=3, plot=tmp_path / "y1hgc.png", truth=truth)
+    assert 30.0 < answer.duration < 31.5  # 460 frames at 29.97 fps
+    assert [len(m) for m in answer.moments] == [3, 3]
+    assert all(0 <= m.start < m.end <= answer.duration + 1e-6 for ms in answer.moments for m in ms)
+    assert answer.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    store = tmp_path / "store"
+    assert not extract_features([video], TinyEncoder(), 2.0, store, progress=False).failed
+    feats = FeatureStore(store).get("charades_Y1HGC")
+    assert feats.shape == (62, 32)  # one clip per 0.5 s over 30.7 s
+    from momentloc.predict import Predictor
+
+    from_feats = Predictor.from_checkpoint(colours["ckpt"], device="cpu").localize(feats, queries, top_k=3, duration=answer.duration)
+    for a, b in zip(answer.moments, from_feats):
+        assert np.allclose([m.as_list() for m in a], [m.as_list() for m in b], atol=1e-5)
+
+
+def test_demo_colour_grounder_learns_the_colours(tmp_path) -> None:
+    """The demo's trained part: a span model on tiny-encoder features finds colour segments it never saw."""
+    from momentloc.demo_video import localize_video_file, train_colour_grounder
+
+    grounder = train_colour_grounder(tmp_path)
+    assert grounder.metrics["R1@0.5"] >= 80.0, grounder.metrics
+    root = grounder.videos.parent
+    test = json.loads((root / "val_2.json").read_text())
+    vid, entry = next(iter(test.items()))
+    answer = localize_video_file(grounder.checkpoint, grounder.videos / f"{vid}.mp4", entry["sentences"][:1], top_k=1)
+    (s, e), best = entry["timestamps"][0], answer.moments[0][0]
+    inter = max(0.0, min(e, best.end) - max(s, best.start))
+    assert inter / (max(e, best.end) - min(s, best.start)) >= 0.5, (entry, best)
