@@ -18,13 +18,14 @@ ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("R1@0.1", "R1@0.3", "R1@0.5", "R1@0.7", "R5@0.3", "R5@0.5", "R5@0.7", "mIoU")
 
 
-def run_one(config: str, seed: int, size: str, out_dir: Path, overrides: list[str]) -> dict:
+def run_one(config: str, seed: int, size: str, out_dir: Path, overrides: list[str], tag: str | None = None) -> dict:
     """Train one config with one seed, evaluate its selected checkpoint on test."""
     from momentloc.config import load_config
     from momentloc.training import evaluate_checkpoint, train
 
     path = ROOT / "configs" / "experiment" / f"{config}.yaml"
-    sets = [f"train.seed={seed}", f"train.out_dir={out_dir}", f"name={config}_s{seed}", "train.progress=false", *overrides]
+    # one run directory per (variant, seed): a variant must not find another's checkpoints
+    sets = [f"train.seed={seed}", f"train.out_dir={out_dir}", f"name={tag or config}_s{seed}", "train.progress=false", *overrides]
     if size != "ci":
         sets += [f"data.dataset=synthetic_{size}", f"data.annotations=artifacts/synthetic/{size}"]
     cfg = load_config(path, sets)
@@ -66,6 +67,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], dest="overrides")
     ap.add_argument("--out-dir", type=Path, default=Path("runs/results"))
     ap.add_argument("--json", type=Path, default=None, help="append raw rows to this JSON file")
+    ap.add_argument("--tag", default=None, help="row label instead of the config name (for a variant made with --set)")
     args = ap.parse_args()
     if args.size != "ci":
         from momentloc.data.synthetic import ensure_synthetic
@@ -76,14 +78,17 @@ def main() -> None:
         rows = json.loads(args.json.read_text())
     for config in args.config:
         for seed in args.seeds:
-            row = run_one(config, seed, args.size, args.out_dir, args.overrides)
+            row = run_one(config, seed, args.size, args.out_dir, args.overrides, args.tag)
             row["size"] = args.size
+            row["config"] = args.tag or config
+            row["overrides"] = args.overrides
             rows.append(row)
             print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items() if "/" not in k}), flush=True)
             if args.json:
                 args.json.parent.mkdir(parents=True, exist_ok=True)
                 args.json.write_text(json.dumps(rows, indent=1))
-    print(table([r for r in rows if r["config"] in args.config and r.get("size") == args.size]))
+    shown = [args.tag] if args.tag else args.config
+    print(table([r for r in rows if r["config"] in shown and r.get("size") == args.size]))
 
 
 if __name__ == "__main__":
