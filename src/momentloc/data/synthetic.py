@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -55,6 +55,9 @@ class SynthSpec:
     smoothing: float = 1.5  # Gaussian temporal smoothing, in clips
     min_gain: float = 0.2  # per-event signal strength is drawn from [min_gain, 1]
     clutter: float = 0.6  # background holds faint unnamed actions of this strength
+    # Moment lengths: None draws 8-40 % of the video (Charades-like); (lo, hi) draws seconds
+    # log-uniformly, for long videos with short moments (MAD, Ego4D-NLQ).
+    moment_seconds: Optional[tuple[float, float]] = None
     seed: int = 0
 
 
@@ -63,7 +66,7 @@ SIZES = {
     "bench": SynthSpec(train_videos=3000, val_videos=300, test_videos=600),
     "long": SynthSpec(
         train_videos=300, val_videos=40, test_videos=60, min_duration=2000.0, max_duration=4000.0,
-        min_events=4, max_events=8,
+        min_events=4, max_events=8, moment_seconds=(4.0, 240.0),
     ),
 }
 
@@ -117,9 +120,13 @@ def _actions(rng: np.random.Generator, n: int) -> list[tuple[int, int]]:
     return [acts[i] for i in order]
 
 
-def _layout(rng: np.random.Generator, duration: float, n: int) -> list[tuple[float, float]]:
-    """n non-overlapping windows with Charades-like lengths and uniform positions."""
-    lengths = rng.uniform(0.08, 0.4, n) * duration
+def _layout(rng: np.random.Generator, duration: float, n: int,
+            moment_seconds: Optional[tuple[float, float]] = None) -> list[tuple[float, float]]:
+    """n non-overlapping windows with Charades-like lengths (or log-uniform seconds) and uniform positions."""
+    if moment_seconds is None:
+        lengths = rng.uniform(0.08, 0.4, n) * duration
+    else:
+        lengths = np.exp(rng.uniform(np.log(moment_seconds[0]), np.log(moment_seconds[1]), n))
     if lengths.sum() > 0.85 * duration:
         lengths *= 0.85 * duration / lengths.sum()
     gaps = rng.dirichlet(np.ones(n + 1)) * (duration - lengths.sum())
@@ -136,7 +143,7 @@ def _video(world: _World, spec: SynthSpec, rng: np.random.Generator):
     T = max(8, int(round(duration * spec.fps)))
     n = int(rng.integers(spec.min_events, spec.max_events + 1))
     acts = _actions(rng, n)
-    windows = _layout(rng, duration, n)
+    windows = _layout(rng, duration, n, spec.moment_seconds)
     bg = world.background[rng.integers(len(world.background))] + 0.3 * rng.standard_normal(spec.feature_dim)
     feats = np.tile(bg, (T, 1))
     # Clutter: faint random actions drifting through the background, so that
@@ -182,7 +189,7 @@ def generate(root: Union[str, Path], spec: SynthSpec) -> Path:
     words = sorted({t for tpl in TEMPLATES for v in VERBS for o in OBJECTS for t in tokenize(tpl.format(v=v, o=o))})
     vectors = np.stack([hashed_vector(w, spec.text_dim) for w in words])
     write_glove_pickle(root / "glove.pkl", words, vectors, counter)
-    _write_json(root / "meta.json", {"format_version": FORMAT_VERSION, "spec": asdict(spec)})
+    _write_json(root / "meta.json", {"format_version": FORMAT_VERSION, "spec": spec_record(spec)})
     return root
 
 
@@ -195,11 +202,16 @@ def _write_json(path: Path, obj: object) -> None:
     os.replace(tmp, path)
 
 
+def spec_record(spec: SynthSpec) -> dict:
+    """The spec as meta.json stores it: JSON types, unset options left out (older sets stay valid)."""
+    return json.loads(json.dumps({k: v for k, v in asdict(spec).items() if v is not None}))
+
+
 def spec_for(size: str, seed: int = 0) -> SynthSpec:
     """The named size (ci, bench, long) with a seed."""
     if size not in SIZES:
         raise ValueError(f"unknown synthetic size {size!r}; known: {', '.join(SIZES)}")
-    return SynthSpec(**{**asdict(SIZES[size]), "seed": seed})
+    return replace(SIZES[size], seed=seed)
 
 
 def ensure_synthetic(root: Union[str, Path], size: str = "ci", seed: int = 0) -> Path:
@@ -210,7 +222,7 @@ def ensure_synthetic(root: Union[str, Path], size: str = "ci", seed: int = 0) ->
     if meta.exists():
         try:
             have = json.loads(meta.read_text())
-            if have.get("format_version") == FORMAT_VERSION and have.get("spec") == asdict(spec):
+            if have.get("format_version") == FORMAT_VERSION and have.get("spec") == spec_record(spec):
                 return root
         except (OSError, json.JSONDecodeError):
             pass
