@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -24,8 +25,10 @@ def run_one(config: str, seed: int, size: str, out_dir: Path, overrides: list[st
     from momentloc.training import evaluate_checkpoint, train
 
     path = ROOT / "configs" / "experiment" / f"{config}.yaml"
-    # one run directory per (variant, seed): a variant must not find another's checkpoints
-    sets = [f"train.seed={seed}", f"train.out_dir={out_dir}", f"name={tag or config}_s{seed}", "train.progress=false", *overrides]
+    # one fresh run directory per (variant, seed): a run must not find older checkpoints
+    name = f"{tag or config}_s{seed}"
+    shutil.rmtree(out_dir / name, ignore_errors=True)
+    sets = [f"train.seed={seed}", f"train.out_dir={out_dir}", f"name={name}", "train.progress=false", *overrides]
     if size != "ci":
         sets += [f"data.dataset=synthetic_{size}", f"data.annotations=artifacts/synthetic/{size}"]
     cfg = load_config(path, sets)
