@@ -19,7 +19,20 @@ ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("R1@0.1", "R1@0.3", "R1@0.5", "R1@0.7", "R5@0.3", "R5@0.5", "R5@0.7", "mIoU")
 
 
-def run_one(config: str, seed: int, size: str, out_dir: Path, overrides: list[str], tag: str | None = None) -> dict:
+LONG_MOMENT_BINS = (0.005, 0.02)  # of a 2,000-4,000 s video: short <= about 15 s, long > about 60 s
+
+
+def long_breakdown(pairs: list, predictions: dict) -> dict[str, float]:
+    """Metrics per moment-length bin for long videos (fractions of the video, as in momentloc.metrics)."""
+    from momentloc.metrics import breakdown_metrics
+
+    ranked = [[m.as_list() for m in predictions.get(i, [])] for i in range(len(pairs))]
+    out = breakdown_metrics(ranked, pairs, moment_bins=LONG_MOMENT_BINS, video_bins=(3000.0, 3500.0))
+    return {k: v for k, v in out.items() if k.startswith("moment-")}
+
+
+def run_one(config: str, seed: int, size: str, out_dir: Path, overrides: list[str], tag: str | None = None,
+            breakdowns: bool = False) -> dict:
     """Train one config with one seed, evaluate its selected checkpoint on test."""
     from momentloc.config import load_config
     from momentloc.training import evaluate_checkpoint, train
@@ -36,7 +49,9 @@ def run_one(config: str, seed: int, size: str, out_dir: Path, overrides: list[st
     result = train(cfg)
     train_s = time.perf_counter() - t0
     ckpt = result.best_checkpoint or result.checkpoint
-    metrics, _, _ = evaluate_checkpoint(ckpt, "test", [f"train.out_dir={out_dir}"], breakdowns=False)
+    metrics, predictions, pairs = evaluate_checkpoint(ckpt, "test", [f"train.out_dir={out_dir}"], breakdowns=False)
+    if breakdowns:
+        metrics.update(long_breakdown(pairs, predictions))
     return {"config": config, "seed": seed, "train_seconds": train_s, **{k: float(v) for k, v in metrics.items()}}
 
 
@@ -70,6 +85,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], dest="overrides")
     ap.add_argument("--out-dir", type=Path, default=Path("runs/results"))
     ap.add_argument("--json", type=Path, default=None, help="append raw rows to this JSON file")
+    ap.add_argument("--breakdowns", action="store_true", help="add metrics per moment length (long videos' bins)")
     ap.add_argument("--tag", default=None, help="row label instead of the config name (for a variant made with --set)")
     args = ap.parse_args()
     if args.size != "ci":
@@ -81,7 +97,7 @@ def main() -> None:
         rows = json.loads(args.json.read_text())
     for config in args.config:
         for seed in args.seeds:
-            row = run_one(config, seed, args.size, args.out_dir, args.overrides, args.tag)
+            row = run_one(config, seed, args.size, args.out_dir, args.overrides, args.tag, args.breakdowns)
             row["size"] = args.size
             row["config"] = args.tag or config
             row["overrides"] = args.overrides
