@@ -67,7 +67,21 @@ def _load_failure(err: Exception) -> str:
     return f"not a readable momentloc checkpoint: truncated or not a torch file ({detail})"
 
 
-def model_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The grounding model's own weights from a Lightning state dict (prefix ``model.``)."""
+# Where a run trained with ``train.ema_decay`` keeps the averaged weights (state-dict names -> tensors);
+# ``state_dict`` keeps the raw weights, which resuming continues to train.
+EMA_KEY = "ema_state_dict"
+
+
+def evaluation_state(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The weights to evaluate: the raw ``state_dict`` with the averaged weights, when stored, in their place."""
     state = ckpt.get("state_dict", {})
+    average = ckpt.get(EMA_KEY)
+    if isinstance(state, dict) and isinstance(average, dict):
+        return {**state, **average}
+    return state
+
+
+def model_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The grounding model's own weights (the averaged ones, when stored) from a Lightning state dict (prefix ``model.``)."""
+    state = evaluation_state(ckpt)
     return {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -75,12 +75,20 @@ class OptimConfig(_Strict):
     name: Literal["adam", "adamw", "sgd"] = "adamw"
     lr: float = 1e-3
     weight_decay: float = 0.0
-    scheduler: Literal["none", "cosine", "step", "warmup_cosine", "plateau"] = "none"
+    # warmup_cosine / warmup_constant: a linear warm-up over warmup_epochs, then a cosine decay / a constant rate.
+    scheduler: Literal["none", "cosine", "step", "warmup_cosine", "warmup_constant", "plateau"] = "none"
     patience: int = 2  # plateau: epochs without improvement of the monitored metric before lr *= gamma
     warmup_epochs: float = 0.0
     step_size: int = 10
     gamma: float = 0.1
     grad_clip: Optional[float] = None
+    # No weight decay on biases, 1-D parameters (norm weights, scales) and parameters whose
+    # name contains one of no_decay_names.
+    no_decay: bool = False
+    no_decay_names: list[str] = Field(default_factory=list)
+    # Parameter-name prefix (as the trainer names them, e.g. "model.text_net") -> factor on lr;
+    # the longest matching prefix wins. A prefix that matches no parameter is an error.
+    lr_multipliers: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
 
 
 class TrainConfig(_Strict):
@@ -104,6 +112,10 @@ class TrainConfig(_Strict):
     limit_train_batches: Optional[float] = None
     progress: bool = True
     deterministic: bool = True
+    # Exponential moving average of the trainable weights, updated after every optimiser step
+    # (avg = decay * avg + (1 - decay) * weight); validation, best-checkpoint selection and
+    # evaluating a checkpoint use it. None: off.
+    ema_decay: Optional[float] = Field(default=None, gt=0, lt=1)
 
 
 class ExperimentConfig(_Strict):

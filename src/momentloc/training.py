@@ -8,7 +8,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import lightning as L
 import torch
@@ -17,7 +17,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader, DistributedSampler
 
-from momentloc.checkpoint import FORMAT, atomic_save, load_checkpoint
+from momentloc.checkpoint import EMA_KEY, FORMAT, atomic_save, evaluation_state, load_checkpoint
 from momentloc.config import ExperimentConfig, OptimConfig, apply_overrides, validate
 from momentloc.data.dataset import GroundingDataset, VideoCentricSampler
 from momentloc.data.sources import build_data, ensure_generated, make_dataset, split_pairs
@@ -56,6 +56,57 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return load_checkpoint(path, map_location=map_location or "cpu")
 
 
+class WeightAverage:
+    """An exponential moving average of a module's trainable parameters, by parameter name.
+
+    ``update`` does ``avg = decay * avg + (1 - decay) * param``; ``swap`` exchanges the averages and the
+    parameters in place, so swapping twice restores both exactly. Buffers are not averaged.
+    """
+
+    def __init__(self, decay: float) -> None:
+        self.decay = decay
+        self.values: dict[str, torch.Tensor] = {}
+
+    @staticmethod
+    def _trainable(module: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+        return {n: p for n, p in module.named_parameters() if p.requires_grad}
+
+    def _average(self, name: str, param: torch.Tensor) -> torch.Tensor:
+        """The average of ``name``, on ``param``'s device (a loaded average arrives on the CPU)."""
+        avg = self.values[name]
+        if avg.device != param.device:
+            avg = self.values[name] = avg.to(param.device)
+        return avg
+
+    @torch.no_grad()
+    def reset(self, module: torch.nn.Module) -> None:
+        """Start the average at the module's current weights."""
+        self.values = {n: p.detach().clone() for n, p in self._trainable(module).items()}
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        """One averaging step, after an optimiser step."""
+        for name, param in self._trainable(module).items():
+            self._average(name, param).mul_(self.decay).add_(param.detach(), alpha=1 - self.decay)
+
+    @torch.no_grad()
+    def swap(self, module: torch.nn.Module) -> None:
+        """Put the averages into the module and its weights into the averages."""
+        for name, param in self._trainable(module).items():
+            avg = self._average(name, param)
+            held = param.detach().clone()
+            param.copy_(avg)
+            avg.copy_(held)
+
+    def load(self, values: dict[str, Any], module: torch.nn.Module) -> None:
+        """Take stored averages; their names must be the module's trainable parameters."""
+        expected = set(self._trainable(module))
+        diff = sorted(set(values) ^ expected) or sorted(k for k, v in values.items() if not isinstance(v, torch.Tensor))
+        if diff:
+            raise CheckpointError(f"the stored weight average does not fit the model (first difference: {diff[0]})")
+        self.values = {k: v.detach().clone() for k, v in values.items()}
+
+
 class GroundingModule(L.LightningModule):
     """Trains any registered model with its plug-in objectives; validates with R@n IoU=m."""
 
@@ -71,6 +122,9 @@ class GroundingModule(L.LightningModule):
         self.predictions: dict[int, list[Moment]] = {}
         self.metrics: dict[str, float] = {}
         self._val_rows: list[tuple[torch.Tensor, torch.Tensor]] = []
+        decay = cfg.train.ema_decay
+        self.ema: Optional[WeightAverage] = WeightAverage(decay) if decay is not None else None
+        self._ema_in_use = False
 
     # -- training ---------------------------------------------------------
     def compute_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -97,12 +151,26 @@ class GroundingModule(L.LightningModule):
         self.log("loss", total.detach(), prog_bar=True, batch_size=batch.size, logger=False)
         return total
 
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        if self.ema is not None and not self.ema.values:
+            self.ema.reset(self)  # the weights before the first step (or those a resume restored)
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        if self.ema is not None:
+            self.ema.update(self)
+
     def configure_optimizers(self) -> Any:
-        return make_optimizer(self.cfg.optim, self.parameters(), self.cfg.train.epochs, self.cfg.train.monitor)
+        return make_optimizer(self.cfg.optim, self.named_parameters(), self.cfg.train.epochs, self.cfg.train.monitor)
 
     # -- evaluation -------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
         self._val_rows = []
+        self._use_average(True)
+
+    def _use_average(self, on: bool) -> None:
+        """Validate with the weight average: swapped in for validation, the raw weights back after it."""
+        if self.ema is not None and self.ema.values and on != self._ema_in_use:
+            self.ema.swap(self)
+            self._ema_in_use = on
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         out = self.model(batch)
@@ -114,6 +182,7 @@ class GroundingModule(L.LightningModule):
         self._val_rows.append((batch.index.cpu(), rows))
 
     def on_validation_epoch_end(self) -> None:
+        self._use_average(False)  # before ModelCheckpoint saves (on_validation_end): state_dict holds the raw weights
         if not self._val_rows:
             return
         index = torch.cat([r[0] for r in self._val_rows]).to(self.device)
@@ -147,12 +216,16 @@ class GroundingModule(L.LightningModule):
             "supervision": self.model.supervision,
             "feature_spec": _store_feature_spec(self.cfg),
         }
+        if self.ema is not None and self.ema.values:
+            checkpoint[EMA_KEY] = dict(self.ema.values)
         # Dropout and other random layers continue exactly after a resume.
         checkpoint["rng_cpu"] = torch.get_rng_state()
         if torch.cuda.is_available():
             checkpoint["rng_cuda"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.ema is not None and isinstance(checkpoint.get(EMA_KEY), dict):
+            self.ema.load(checkpoint[EMA_KEY], self)
         if "rng_cpu" in checkpoint:
             torch.set_rng_state(checkpoint["rng_cpu"])
         if "rng_cuda" in checkpoint and torch.cuda.is_available():
@@ -171,9 +244,74 @@ def _store_feature_spec(cfg: ExperimentConfig) -> Optional[dict]:
     return spec.to_dict() if spec is not None else None
 
 
-def make_optimizer(cfg: OptimConfig, params: Any, epochs: int, monitor: str = "val/R1@0.5") -> Any:
-    """The configured optimiser and (per-epoch) learning-rate schedule."""
-    params = [p for p in params if p.requires_grad]
+NamedParams = Iterable[tuple[str, torch.nn.Parameter]]
+
+
+def decay_exempt(name: str, param: torch.Tensor, names: Sequence[str] = ()) -> bool:
+    """Whether ``optim.no_decay`` exempts a parameter: a bias, any 1-D (or scalar) parameter — norm
+    weights, scales — or a name containing one of ``names``."""
+    return name.endswith("bias") or param.ndim <= 1 or any(n in name for n in names)
+
+
+def lr_factor(multipliers: dict[str, float], name: str) -> float:
+    """The ``optim.lr_multipliers`` factor of a parameter: its longest matching name prefix's, else 1."""
+    hits = [prefix for prefix in multipliers if _under(name, prefix)]
+    return multipliers[max(hits, key=len)] if hits else 1.0
+
+
+def _under(name: str, prefix: str) -> bool:
+    """``name`` is ``prefix`` or lies under it (prefixes end at a dot: "model.text" is not under "model.te")."""
+    return name == prefix or name.startswith(prefix.rstrip(".") + ".")
+
+
+def _check_prefixes(multipliers: dict[str, float], names: Sequence[str]) -> None:
+    """A prefix of ``optim.lr_multipliers`` that matches no parameter is a config error."""
+    for prefix in multipliers:
+        if not any(_under(n, prefix) for n in names):
+            tops = sorted({".".join(n.split(".")[:2]) for n in names})
+            raise ConfigError(f"optim.lr_multipliers: prefix {prefix!r} matches no parameter "
+                              f"(parameter names start with e.g. {', '.join(tops[:8])})")
+
+
+def param_groups(cfg: OptimConfig, named: NamedParams) -> list[dict[str, Any]]:
+    """Trainable parameters grouped by lr factor and weight decay (``optim.lr_multipliers``, ``optim.no_decay``)."""
+    named = list(named)
+    _check_prefixes(cfg.lr_multipliers, [n for n, _ in named])
+    groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
+    for name, param in named:
+        if param.requires_grad:
+            exempt = cfg.no_decay and decay_exempt(name, param, cfg.no_decay_names)
+            groups.setdefault((lr_factor(cfg.lr_multipliers, name), exempt), []).append(param)
+    return [{"params": ps, "lr": cfg.lr * factor, "weight_decay": 0.0 if exempt else cfg.weight_decay}
+            for (factor, exempt), ps in groups.items()]
+
+
+def schedule_factor(cfg: OptimConfig, epochs: int) -> Callable[[int], float]:
+    """The per-epoch lr factor of the ``cosine``, ``warmup_cosine`` and ``warmup_constant`` schedules.
+
+    Warm-up: epoch ``e < warmup_epochs`` gets ``(e + 1) / (warmup_epochs + 1)``; then ``warmup_constant``
+    keeps 1 and the cosine ones decay from 1 to 0 over the remaining epochs.
+    """
+    warm = cfg.warmup_epochs if cfg.scheduler in ("warmup_cosine", "warmup_constant") else 0.0
+    constant = cfg.scheduler == "warmup_constant"
+
+    def factor(epoch: int) -> float:
+        if epoch < warm:
+            return (epoch + 1) / (warm + 1)
+        if constant:
+            return 1.0
+        span = max(1.0, epochs - warm)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (epoch - warm) / span)))
+
+    return factor
+
+
+def make_optimizer(cfg: OptimConfig, named: NamedParams, epochs: int, monitor: str = "val/R1@0.5") -> Any:
+    """The configured optimiser and (per-epoch) learning-rate schedule over ``named_parameters()``."""
+    named = list(named)
+    params: Any = [p for _, p in named if p.requires_grad]
+    if cfg.no_decay or cfg.lr_multipliers:
+        params = param_groups(cfg, named)
     if cfg.name == "sgd":
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     elif cfg.name == "adam":
@@ -188,15 +326,7 @@ def make_optimizer(cfg: OptimConfig, params: Any, epochs: int, monitor: str = "v
     if cfg.scheduler == "step":
         sched = torch.optim.lr_scheduler.StepLR(opt, cfg.step_size, cfg.gamma)
     else:
-        warm = cfg.warmup_epochs if cfg.scheduler == "warmup_cosine" else 0.0
-
-        def factor(epoch: int) -> float:
-            if epoch < warm:
-                return (epoch + 1) / (warm + 1)
-            span = max(1.0, epochs - warm)
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (epoch - warm) / span)))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule_factor(cfg, epochs))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
 
@@ -315,7 +445,7 @@ def train(cfg: ExperimentConfig, resume: Optional[str] = None, run_dir: Optional
 
 
 def module_from_checkpoint(path: Path, overrides: Optional[list[str]] = None) -> GroundingModule:
-    """Rebuild the module (config, vocabulary, weights) from a checkpoint, safely."""
+    """Rebuild the module (config, vocabulary, weights — the weight average if the run kept one) from a checkpoint, safely."""
     ckpt = load_checkpoint(path)
     meta = ckpt["momentloc"]
     cfg = validate(apply_overrides(meta["config"], overrides or []), f"{path} (embedded config)")
@@ -327,9 +457,9 @@ def module_from_checkpoint(path: Path, overrides: Optional[list[str]] = None) ->
         raise CheckpointError(f"{path}: incomplete momentloc section ({type(err).__name__}: {err})") from None
     except ConfigError as err:  # e.g. the embedded config names a model its parameters do not fit
         raise CheckpointError(f"{path}: embedded config: {err}") from None
-    state = ckpt.get("state_dict")
-    if not isinstance(state, dict):
+    if not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(f"{path}: no state_dict (expected a Lightning checkpoint written by momentloc train)")
+    state = evaluation_state(ckpt)  # the weight average, when the run kept one
     _check_weights(path, cfg.model.name, module.state_dict(), state)
     module.load_state_dict(state, strict=True)
     return module
