@@ -319,7 +319,8 @@ def test_didemo_consensus_ties_go_to_the_first_and_bad_chunks_fail(tmp_path: Pat
     (p,) = load_annotation_file(path, fmt="didemo")
     assert p.windows == ((10.0, 15.0),) and p.annotator_windows[-1] == (0.0, 25.0)
     for times, message in [("[[3, 1]]", "end before start"), ("[[0, 5]]", "chunk 5 is past the video's 5 chunks"),
-                           ("[[0.5, 1]]", "expected an integer"), ("[]", "times: expected a non-empty list")]:
+                           ("[[0.5, 1]]", "expected an integer"), ("[[NaN, 1]]", "expected an integer, got nan"),
+                           ("[[0, Infinity]]", "expected an integer, got inf"), ("[]", "times: expected a non-empty list")]:
         write(tmp_path, "d.json", "[" + item % times + "]")
         with pytest.raises(DataError, match=r"d\.json:item 0: .*" + _re(message)):
             load_annotation_file(path, fmt="didemo")

@@ -23,12 +23,6 @@ from momentloc.registry import get_model_class
 POINT_MODELS = ("viga", "sg_sci")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -25,12 +25,6 @@ from momentloc.registry import get_model_class
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "experiment"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _small(**kw) -> VLANet:

@@ -29,12 +29,6 @@ WEAK_MODELS = {
 ITEM_KEYS = {"index", "video_id", "video", "word_ids", "duration"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,13 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar, Union
 
 from momentloc.errors import DataError
 from momentloc.types import Pair
 
 PathLike = Union[str, Path]
+T = TypeVar("T")
 
 
 class SkippedRowWarning(UserWarning):
@@ -52,29 +53,62 @@ class RowSink:
         self.pairs: list[Pair] = []
         self._ids: dict[str, str] = {}
 
-    def bad(self, where: str, message: str) -> None:
-        """Raise a DataError for this row, or record and warn when skipping bad rows."""
+    def bad(self, where: str, message: str, depth: int = 0) -> None:
+        """Raise a DataError for this row, or record and warn when skipping bad rows.
+
+        ``depth`` counts the helper frames (methods of this class) between the
+        parser and this call, so that the warning is attributed to the same
+        caller however the parser reached it.
+        """
         err = DataError(self.path, message, where=where)
         if not self.skip_bad:
             raise err
         self.report.skipped.append(str(err))
         # A warning as well as the report, so a skip is never silent even for
         # callers that passed no report.
-        warnings.warn(f"skipped {err}", SkippedRowWarning, stacklevel=4)
+        warnings.warn(f"skipped {err}", SkippedRowWarning, stacklevel=4 + depth)
 
     def repaired(self, where: str, message: str) -> None:
         """Record a deliberate repair of a known-bad row."""
         self.report.repaired.append(str(DataError(self.path, message, where=where)))
 
-    def add(self, pair: Pair, where: str) -> None:
+    def add(self, pair: Pair, where: str, depth: int = 0) -> None:
         """Keep a pair unless its query id was already used in this file."""
         self.report.rows += 1
         qid = pair.query_id or ""
         if qid in self._ids:
-            self.bad(where, f"duplicate query id {qid!r} (first at {self._ids[qid]})")
+            self.bad(where, f"duplicate query id {qid!r} (first at {self._ids[qid]})", depth)
             return
         self._ids[qid] = where
         self.pairs.append(pair)
+
+    def collect(self, where: str, build: Callable[[], Pair], id_label: Optional[str] = None) -> None:
+        """Keep the pair ``build`` makes of one row; a RowError it raises makes the row bad.
+
+        With ``id_label`` the pair's query id is added to where the row is, as
+        ``where (id_label query_id)``, in a duplicate-id message.
+        """
+        try:
+            pair = build()
+        except RowError as e:
+            self.bad(where, str(e), depth=1)
+            return
+        self.add(pair, where if id_label is None else f"{where} ({id_label} {pair.query_id})", depth=1)
+
+    def lines(self) -> Iterator[tuple[str, str]]:
+        """(where, text) per non-blank line of the file; a line that is not UTF-8 is a bad row."""
+        for lineno, text, error in iter_lines(self.path):
+            where = f"line {lineno}"
+            if error is not None:
+                self.bad(where, error, depth=1)
+                continue
+            assert text is not None
+            yield where, text
+
+    def duplicate_keys(self, keys: list[str], holder: str) -> None:
+        """One bad row per repeated JSON key; ``holder`` names the object in the message."""
+        for key in keys:
+            self.bad(f"key {key!r}", f"duplicate key ({holder} lists it twice; the first is kept)", depth=1)
 
 
 def read_text(path: PathLike) -> str:
@@ -115,9 +149,8 @@ def iter_lines(path: PathLike) -> Iterator[tuple[int, Optional[str], Optional[st
             yield i, text, None
 
 
-def load_json(path: PathLike, text: Optional[str] = None) -> tuple[Any, list[str]]:
-    """Parse a JSON document; returns (data, duplicated keys). For a duplicated key the first value is kept."""
-    duplicates: list[str] = []
+def _first_value_wins(duplicates: list[str]) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    """A json ``object_pairs_hook`` keeping the first value of a repeated key and appending the key to ``duplicates``."""
 
     def hook(items: list[tuple[str, Any]]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -128,28 +161,33 @@ def load_json(path: PathLike, text: Optional[str] = None) -> tuple[Any, list[str
             out[k] = v
         return out
 
+    return hook
+
+
+def load_json(path: PathLike, text: Optional[str] = None) -> tuple[Any, list[str]]:
+    """Parse a JSON document; returns (data, duplicated keys). For a duplicated key the first value is kept."""
+    duplicates: list[str] = []
     if text is None:
         text = read_text(path)
     try:
-        return json.loads(text, object_pairs_hook=hook), duplicates
+        return json.loads(text, object_pairs_hook=_first_value_wins(duplicates)), duplicates
     except json.JSONDecodeError as e:
         raise DataError(path, f"invalid JSON: {e.msg}", where=f"line {e.lineno} column {e.colno}") from None
+
+
+def load_json_of(path: PathLike, kind: type, expected: str) -> tuple[Any, list[str]]:
+    """:func:`load_json` of a document whose top level is a ``kind``; else a DataError saying ``expected``."""
+    data, duplicates = load_json(path)
+    if not isinstance(data, kind):
+        raise DataError(path, f"expected {expected}, got a {type(data).__name__}")
+    return data, duplicates
 
 
 def json_row(text: str) -> Any:
     """One JSON value from one line of text; syntax errors and duplicate keys are RowErrors."""
     seen: list[str] = []
-
-    def hook(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in items:
-            if k in out:
-                seen.append(k)
-            out.setdefault(k, v)
-        return out
-
     try:
-        data = json.loads(text, object_pairs_hook=hook)
+        data = json.loads(text, object_pairs_hook=_first_value_wins(seen))
     except json.JSONDecodeError as e:
         raise RowError(f"invalid JSON at column {e.colno}: {e.msg}") from None
     if seen:
@@ -194,6 +232,11 @@ def positive(value: float, what: str) -> float:
     return value
 
 
+def positive_number(value: Any, what: str) -> float:
+    """A finite JSON number > 0, as float."""
+    return positive(number(value, what), what)
+
+
 def sentence(value: Any, what: str = "sentence") -> str:
     """A non-empty string, stripped of surrounding white space."""
     if not isinstance(value, str):
@@ -204,11 +247,37 @@ def sentence(value: Any, what: str = "sentence") -> str:
     return out
 
 
+def non_empty_string(value: Any, what: str) -> str:
+    """A string that is not only white space, returned unchanged."""
+    if not isinstance(value, str) or not value.strip():
+        raise RowError(f"{what}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def row_id(value: Any, what: str) -> str:
+    """An integer or non-blank string identifying a row, as a stripped string."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or str(value).strip() == "":
+        raise RowError(f"{what}: expected an integer or a string, got {value!r}")
+    return str(value).strip()
+
+
+def non_empty_list(value: Any, what: str, items: str) -> list[Any]:
+    """A JSON list with at least one element; ``items`` describes an element in the message."""
+    if not isinstance(value, list) or not value:
+        raise RowError(f"{what}: expected a non-empty list of {items}, got {value!r}")
+    return value
+
+
+def two_values(value: Any, what: str, parse: Callable[[Any, str], T], shape: str) -> tuple[T, T]:
+    """A JSON list of two values, each read by ``parse``; ``shape`` (e.g. ``[start, end]``) is named in the message."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise RowError(f"{what}: expected {shape}, got {value!r}")
+    return parse(value[0], f"{what} start"), parse(value[1], f"{what} end")
+
+
 def pair_of_numbers(value: Any, what: str) -> tuple[float, float]:
     """A [start, end] JSON list of two numbers."""
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise RowError(f"{what}: expected [start, end], got {value!r}")
-    return number(value[0], f"{what} start"), number(value[1], f"{what} end")
+    return two_values(value, what, number, "[start, end]")
 
 
 def check_window(
@@ -285,3 +354,49 @@ def repair_erratum(
 def erratum(errata: Mapping[tuple[str, float, float], str], video_id: str, start: float, end: float) -> Optional[str]:
     """The documented reason when (video, window) is a known-bad row, in either time order."""
     return errata.get((video_id, min(start, end), max(start, end)))
+
+
+def resolve_window(
+    sink: RowSink,
+    where: str,
+    video_id: str,
+    start: float,
+    end: float,
+    duration: float,
+    tol: float,
+    reason: Optional[str],
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Check a window, or repair it when ``reason`` (from :func:`erratum`) says it is a known-bad row.
+
+    Returns (raw window, window to use): the raw one, in time order, is what a
+    point label is checked against (:func:`check_point`).
+    """
+    if reason is None:
+        return (start, end), check_window(start, end, duration, tol, sink.report)
+    return repair_erratum(sink, where, video_id, start, end, reason, duration, tol)
+
+
+def next_query_id(counts: dict[str, int], video_id: str) -> str:
+    """``video#k`` for the k-th query (from 0) of a video, counting it in ``counts``."""
+    k = counts.get(video_id, 0)
+    counts[video_id] = k + 1
+    return f"{video_id}#{k}"
+
+
+def single_window_pair(
+    video_id: str,
+    duration: float,
+    query: str,
+    window: tuple[float, float],
+    point: Optional[float],
+    query_id: str,
+) -> Pair:
+    """The pair of a format with one window (and at most one point label) per query."""
+    return Pair(
+        video_id=video_id,
+        duration=duration,
+        query=query,
+        windows=(window,),
+        point=point,
+        query_id=query_id,
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 from momentloc.data.formats._common import (
@@ -11,17 +10,16 @@ from momentloc.data.formats._common import (
     RowError,
     RowSink,
     check_point,
-    check_window,
     erratum,
-    repair_erratum,
     field_of,
-    load_json,
+    load_json_of,
     number,
     pair_of_numbers,
-    positive,
+    positive_number,
+    resolve_window,
     sentence,
+    single_window_pair,
 )
-from momentloc.errors import DataError
 from momentloc.types import Pair
 
 # (video entry) -> (duration in seconds, time value -> seconds)
@@ -39,13 +37,9 @@ def parse_video_dict(
     report: Optional[ParseReport],
 ) -> list[Pair]:
     """Parse ``{video: {timestamps, sentences, [glance], ...}}``; ``unit`` names the raw time unit in messages."""
-    path = Path(path)
     sink = RowSink(path, skip_bad, report)
-    data, duplicates = load_json(path)
-    if not isinstance(data, dict):
-        raise DataError(path, f"expected a JSON object keyed by video, got a {type(data).__name__}")
-    for key in duplicates:
-        sink.bad(f"key {key!r}", "duplicate key (the JSON object lists it twice; the first is kept)")
+    data, duplicates = load_json_of(sink.path, dict, "a JSON object keyed by video")
+    sink.duplicate_keys(duplicates, "the JSON object")
     if glance is None:
         glance = any(isinstance(v, dict) and "glance" in v for v in data.values())
     for vid, entry in data.items():
@@ -63,13 +57,11 @@ def parse_video_dict(
             continue
         for i, stamp in enumerate(stamps):
             row_where = f"{where} item {i}"
-            try:
-                pair = _row(vid, i, stamp, sents[i], points[i] if points else None, duration, to_s,
-                            unit, errata, tol, sink, row_where)
-            except RowError as e:
-                sink.bad(row_where, str(e))
-                continue
-            sink.add(pair, row_where)
+            point = points[i] if points else None
+            sink.collect(
+                row_where,
+                lambda: _row(vid, i, stamp, sents[i], point, duration, to_s, unit, errata, tol, sink, row_where),
+            )
     return sink.pairs
 
 
@@ -96,33 +88,21 @@ def _row(
     start_u, end_u = pair_of_numbers(stamp, f"timestamps ({unit})")
     query = sentence(text)
     start, end = to_s(start_u), to_s(end_u)
-    reason = erratum(errata, vid, start_u, end_u)
-    if reason is None:
-        raw = (start, end)
-        window = check_window(start, end, duration, tol, sink.report)
-    else:
-        raw, window = repair_erratum(sink, where, vid, start, end, reason, duration, tol)
+    raw, window = resolve_window(sink, where, vid, start, end, duration, tol, erratum(errata, vid, start_u, end_u))
     point = None
     if raw_point is not None:
         point = check_point(to_s(number(raw_point, f"glance ({unit})")), raw, window, sink.report)
-    return Pair(
-        video_id=vid,
-        duration=duration,
-        query=query,
-        windows=(window,),
-        point=point,
-        query_id=f"{vid}#{i}",
-    )
+    return single_window_pair(vid, duration, query, window, point, f"{vid}#{i}")
 
 
 def seconds_base(entry: Mapping[str, Any]) -> tuple[float, Callable[[float], float]]:
     """Time base of a video whose times are seconds and whose entry has ``duration``."""
-    duration = positive(number(field_of(entry, "duration"), "duration"), "duration")
+    duration = positive_number(field_of(entry, "duration"), "duration")
     return duration, float
 
 
 def frames_base(entry: Mapping[str, Any]) -> tuple[float, Callable[[float], float]]:
     """Time base of a video whose times are frame indices, with ``fps`` and ``num_frames``."""
-    fps = positive(number(field_of(entry, "fps"), "fps"), "fps")
-    frames = positive(number(field_of(entry, "num_frames"), "num_frames"), "num_frames")
+    fps = positive_number(field_of(entry, "fps"), "fps")
+    frames = positive_number(field_of(entry, "num_frames"), "num_frames")
     return frames / fps, lambda f: f / fps

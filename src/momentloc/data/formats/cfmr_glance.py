@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Optional
 
 from momentloc.data.formats._common import (
@@ -12,13 +11,15 @@ from momentloc.data.formats._common import (
     RowSink,
     check_point,
     check_window,
-    load_json,
+    load_json_of,
+    next_query_id,
+    non_empty_string,
     number,
     pair_of_numbers,
-    positive,
+    positive_number,
     sentence,
+    single_window_pair,
 )
-from momentloc.errors import DataError
 from momentloc.types import Pair
 
 # These files carry Charades-STA, TACoS and ActivityNet rows; the widest of
@@ -33,20 +34,12 @@ def parse_cfmr_glance(
     tol: float = OVERSHOOT_TOL_S,
 ) -> list[Pair]:
     """Parse a CFMR ``glance_*.json`` file (every pair has a point)."""
-    path = Path(path)
     sink = RowSink(path, skip_bad, report)
-    data, _ = load_json(path)
-    if not isinstance(data, list):
-        raise DataError(path, f"expected a JSON list of rows, got a {type(data).__name__}")
+    # Rows are lists, so a duplicated key can only be in a row that is rejected anyway.
+    rows, _ = load_json_of(sink.path, list, "a JSON list of rows")
     per_video: dict[str, int] = {}
-    for i, row in enumerate(data):
-        where = f"item {i}"
-        try:
-            pair = _row(row, per_video, tol, sink.report)
-        except RowError as e:
-            sink.bad(where, str(e))
-            continue
-        sink.add(pair, where)
+    for i, row in enumerate(rows):
+        sink.collect(f"item {i}", lambda: _row(row, per_video, tol, sink.report))
     return sink.pairs
 
 
@@ -54,20 +47,11 @@ def _row(row: Any, per_video: dict[str, int], tol: float, report: ParseReport) -
     if not isinstance(row, list) or len(row) != 5:
         raise RowError(f"expected [vid, duration, [start, end], sentence, glance], got {row!r:.120}")
     vid, dur, win, text, glance = row
-    if not isinstance(vid, str) or not vid.strip():
-        raise RowError(f"vid: expected a non-empty string, got {vid!r}")
-    k = per_video.get(vid, 0)
-    per_video[vid] = k + 1
-    duration = positive(number(dur, "duration"), "duration")
+    vid = non_empty_string(vid, "vid")
+    query_id = next_query_id(per_video, vid)
+    duration = positive_number(dur, "duration")
     raw = pair_of_numbers(win, "window")
     query = sentence(text)
     window = check_window(*raw, duration, tol, report)
     point = check_point(number(glance, "glance"), raw, window, report)
-    return Pair(
-        video_id=vid,
-        duration=duration,
-        query=query,
-        windows=(window,),
-        point=point,
-        query_id=f"{vid}#{k}",
-    )
+    return single_window_pair(vid, duration, query, window, point, query_id)

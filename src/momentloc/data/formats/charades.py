@@ -18,13 +18,14 @@ from momentloc.data.formats._common import (
     RowError,
     RowSink,
     check_point,
-    check_window,
     erratum,
-    repair_erratum,
-    iter_lines,
+    next_query_id,
     number_token,
+    positive,
     read_text,
+    resolve_window,
     sentence,
+    single_window_pair,
 )
 from momentloc.errors import DataError
 from momentloc.types import Pair
@@ -90,11 +91,9 @@ def _load_durations_cached(keys: tuple[tuple[str, tuple[int, int]], ...]) -> tup
             if not vid:
                 raise DataError(path, "empty id", where=where)
             try:
-                length = number_token((row["length"] or "").strip(), "length")
+                length = positive(number_token((row["length"] or "").strip(), "length"), "length")
             except RowError as e:
                 raise DataError(path, str(e), where=where) from None
-            if length <= 0:
-                raise DataError(path, f"length: expected a positive number, got {length:g}", where=where)
             if vid in out and out[vid] != length:
                 raise DataError(path, f"video {vid!r} listed twice with different lengths", where=where)
             out[vid] = length
@@ -110,28 +109,17 @@ def parse_charades(
     tol: float = OVERSHOOT_TOL_S,
 ) -> list[Pair]:
     """Parse a Charades-STA txt file (plain or ViGA glance variant, detected when ``glance`` is None)."""
-    path = Path(path)
     sink = RowSink(path, skip_bad, report)
     if durations is None:
-        csvs = find_duration_csvs(path)
+        csvs = find_duration_csvs(sink.path)
         if not csvs:
-            raise DataError(path, f"no video durations: neither of {', '.join(CSV_NAMES)} is next to it")
+            raise DataError(sink.path, f"no video durations: neither of {', '.join(CSV_NAMES)} is next to it")
         durations = load_durations(csvs)
     per_video: dict[str, int] = {}
-    for lineno, text, error in iter_lines(path):
-        where = f"line {lineno}"
-        if error is not None:
-            sink.bad(where, error)
-            continue
-        assert text is not None
+    for where, text in sink.lines():
         if glance is None:
             glance = _looks_like_glance(text)
-        try:
-            pair = _parse_line(text, glance, durations, per_video, tol, sink, where)
-        except RowError as e:
-            sink.bad(where, str(e))
-            continue
-        sink.add(pair, where)
+        sink.collect(where, lambda: _parse_line(text, glance, durations, per_video, tol, sink, where))
     return sink.pairs
 
 
@@ -163,28 +151,15 @@ def _parse_line(
     if len(head) != 3:
         raise RowError(f"expected 'VID START END' before '##', got {parts[0]!r}")
     vid = head[0]
-    k = per_video.get(vid, 0)
-    per_video[vid] = k + 1
+    query_id = next_query_id(per_video, vid)
     start = number_token(head[1], "start")
     end = number_token(head[2], "end")
     query = sentence(parts[-1])
     if vid not in durations:
         raise RowError(f"video {vid!r} has no length in {' / '.join(CSV_NAMES)}")
     duration = float(durations[vid])
-    reason = erratum(ERRATA, vid, start, end)
-    if reason is None:
-        raw = (start, end)
-        window = check_window(start, end, duration, tol, sink.report)
-    else:
-        raw, window = repair_erratum(sink, where, vid, start, end, reason, duration, tol)
+    raw, window = resolve_window(sink, where, vid, start, end, duration, tol, erratum(ERRATA, vid, start, end))
     point = None
     if glance:
         point = check_point(number_token(parts[1], "glance"), raw, window, sink.report)
-    return Pair(
-        video_id=vid,
-        duration=duration,
-        query=query,
-        windows=(window,),
-        point=point,
-        query_id=f"{vid}#{k}",
-    )
+    return single_window_pair(vid, duration, query, window, point, query_id)

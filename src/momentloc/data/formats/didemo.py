@@ -9,8 +9,8 @@ listed first.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from pathlib import Path
 from typing import Any, Optional
 
 from momentloc.data.formats._common import (
@@ -19,10 +19,13 @@ from momentloc.data.formats._common import (
     RowError,
     RowSink,
     field_of,
-    load_json,
+    load_json_of,
+    non_empty_list,
+    non_empty_string,
+    row_id,
     sentence,
+    two_values,
 )
-from momentloc.errors import DataError
 from momentloc.types import Pair
 
 CHUNK_S = 5.0
@@ -47,49 +50,33 @@ def parse_didemo(
     report: Optional[ParseReport] = None,
 ) -> list[Pair]:
     """Parse a DiDeMo ``*_data.json`` file."""
-    path = Path(path)
     sink = RowSink(path, skip_bad, report)
-    data, duplicates = load_json(path)
-    if not isinstance(data, list):
-        raise DataError(path, f"expected a JSON list of queries, got a {type(data).__name__}")
-    for key in duplicates:
-        sink.bad(f"key {key!r}", "duplicate key (a JSON object lists it twice; the first is kept)")
-    for i, row in enumerate(data):
-        where = f"item {i}"
-        try:
-            pair = _row(row)
-        except RowError as e:
-            sink.bad(where, str(e))
-            continue
-        sink.add(pair, f"{where} (annotation_id {pair.query_id})")
+    rows, duplicates = load_json_of(sink.path, list, "a JSON list of queries")
+    sink.duplicate_keys(duplicates, "a JSON object")
+    for i, row in enumerate(rows):
+        sink.collect(f"item {i}", lambda: _row(row), id_label="annotation_id")
     return sink.pairs
 
 
 def _int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+    # NaN and Infinity (which JSON readers accept) are not integers either
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or float(value) != int(value)):
         raise RowError(f"{what}: expected an integer, got {value!r}")
     return int(value)
 
 
 def _row(row: Any) -> Pair:
-    ann = field_of(row, "annotation_id")
-    if isinstance(ann, bool) or not isinstance(ann, (int, str)) or str(ann).strip() == "":
-        raise RowError(f"annotation_id: expected an integer or a string, got {ann!r}")
+    ann = row_id(field_of(row, "annotation_id"), "annotation_id")
     query = sentence(field_of(row, "description"), "description")
-    video = field_of(row, "video")
-    if not isinstance(video, str) or not video.strip():
-        raise RowError(f"video: expected a non-empty string, got {video!r}")
+    video = non_empty_string(field_of(row, "video"), "video")
     n = _int(field_of(row, "num_segments"), "num_segments")
     if not 1 <= n <= MAX_SEGMENTS:
         raise RowError(f"num_segments: expected 1..{MAX_SEGMENTS}, got {n}")
-    times = field_of(row, "times")
-    if not isinstance(times, list) or not times:
-        raise RowError(f"times: expected a non-empty list of [start_chunk, end_chunk], got {times!r}")
+    times = non_empty_list(field_of(row, "times"), "times", "[start_chunk, end_chunk]")
     windows = []
     for j, t in enumerate(times):
-        if not isinstance(t, (list, tuple)) or len(t) != 2:
-            raise RowError(f"times[{j}]: expected [start_chunk, end_chunk], got {t!r}")
-        a, b = _int(t[0], f"times[{j}] start"), _int(t[1], f"times[{j}] end")
+        a, b = two_values(t, f"times[{j}]", _int, "[start_chunk, end_chunk]")
         if a < 0:
             raise RowError(f"times[{j}] = {t!r}: negative chunk")
         if b < a:
@@ -102,6 +89,6 @@ def _row(row: Any) -> Pair:
         duration=CHUNK_S * n,
         query=query,
         windows=(consensus(windows),),
-        query_id=str(ann).strip(),
+        query_id=ann,
         annotator_windows=tuple(windows),
     )

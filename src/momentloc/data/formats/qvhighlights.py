@@ -7,7 +7,6 @@ The test split carries no labels: ``Pair.windows == ()``.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -19,11 +18,13 @@ from momentloc.data.formats._common import (
     RowSink,
     check_window,
     field_of,
-    iter_lines,
     json_row,
+    non_empty_list,
+    non_empty_string,
     number,
     pair_of_numbers,
-    positive,
+    positive_number,
+    row_id,
     sentence,
 )
 from momentloc.types import Pair
@@ -40,37 +41,21 @@ def parse_qvhighlights(
     tol: float = OVERSHOOT_TOL_S,
 ) -> list[Pair]:
     """Parse a QVHighlights ``highlight_*_release.jsonl`` file."""
-    path = Path(path)
     sink = RowSink(path, skip_bad, report)
-    for lineno, text, error in iter_lines(path):
-        where = f"line {lineno}"
-        if error is not None:
-            sink.bad(where, error)
-            continue
-        try:
-            pair = _row(json_row(text), tol, sink.report)
-        except RowError as e:
-            sink.bad(where, str(e))
-            continue
-        sink.add(pair, f"{where} (qid {pair.query_id})")
+    for where, text in sink.lines():
+        sink.collect(where, lambda: _row(json_row(text), tol, sink.report), id_label="qid")
     return sink.pairs
 
 
 def _row(row: Any, tol: float, report: ParseReport) -> Pair:
-    qid = field_of(row, "qid")
-    if isinstance(qid, bool) or not isinstance(qid, (int, str)) or str(qid).strip() == "":
-        raise RowError(f"qid: expected an integer or a string, got {qid!r}")
+    qid = row_id(field_of(row, "qid"), "qid")
     query = sentence(field_of(row, "query"), "query")
-    vid = field_of(row, "vid")
-    if not isinstance(vid, str) or not vid.strip():
-        raise RowError(f"vid: expected a non-empty string, got {vid!r}")
-    duration = positive(number(field_of(row, "duration"), "duration"), "duration")
+    vid = non_empty_string(field_of(row, "vid"), "vid")
+    duration = positive_number(field_of(row, "duration"), "duration")
     windows: tuple[tuple[float, float], ...] = ()
     saliency: tuple[tuple[int, float], ...] = ()
     if "relevant_windows" in row:
-        raw = row["relevant_windows"]
-        if not isinstance(raw, list) or not raw:
-            raise RowError(f"relevant_windows: expected a non-empty list of [start, end], got {raw!r}")
+        raw = non_empty_list(row["relevant_windows"], "relevant_windows", "[start, end]")
         windows = tuple(
             check_window(*pair_of_numbers(w, f"relevant_windows[{j}]"), duration, tol, report)
             for j, w in enumerate(raw)
@@ -81,7 +66,7 @@ def _row(row: Any, tol: float, report: ParseReport) -> Pair:
         duration=duration,
         query=query,
         windows=windows,
-        query_id=str(qid).strip(),
+        query_id=qid,
         saliency=saliency,
     )
 
