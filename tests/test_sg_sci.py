@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _helpers import assert_round_trip, metrics_on_test
 
 from momentloc.config import load_config
 from momentloc.data.random_batch import random_batch
@@ -259,20 +260,9 @@ def test_gca_switches_change_the_representation():
 
 
 def test_state_dict_round_trip_gives_identical_outputs():
-    import io
-
-    a = _small().eval()
+    a = _small()
     torch.manual_seed(123)
-    b = SgSciModel(a.cfg, a.spec).eval()
-    buf = io.BytesIO()
-    torch.save(a.state_dict(), buf)
-    buf.seek(0)
-    b.load_state_dict(torch.load(buf, weights_only=True))
-    batch = _point_batch()
-    with torch.no_grad():
-        oa, ob = a(batch), b(batch)
-    torch.testing.assert_close(oa["clip_sim"], ob["clip_sim"], rtol=0, atol=0)
-    assert a.decode(oa, batch, 5) == b.decode(ob, batch, 5)
+    assert_round_trip(a, SgSciModel(a.cfg, a.spec), _point_batch(), "clip_sim")
 
 
 def test_loss_refuses_a_batch_without_point():
@@ -282,17 +272,8 @@ def test_loss_refuses_a_batch_without_point():
         model.loss(model(batch), batch)
 
 
-def _train_and_test(config: str, root, out) -> dict:
-    from momentloc.training import evaluate_checkpoint, train
-
-    over = [f"data.annotations={root}", f"train.out_dir={out}", "train.progress=false"]
-    result = train(load_config(CONFIGS / config, over))
-    metrics, _, _ = evaluate_checkpoint(result.checkpoint, "test", [f"train.out_dir={out}"], breakdowns=False)
-    return metrics
-
-
 def test_learns_twice_the_prior_on_synthetic(ci_synth, tmp_path):
-    prior = _train_and_test("prior_synthetic_ci.yaml", ci_synth, tmp_path)
-    sg_sci = _train_and_test("sg_sci_synthetic_ci.yaml", ci_synth, tmp_path)
+    prior = metrics_on_test("prior_synthetic_ci", ci_synth, tmp_path)
+    sg_sci = metrics_on_test("sg_sci_synthetic_ci", ci_synth, tmp_path)
     print(f"synthetic CI test R1@0.5: SG-SCI {sg_sci['R1@0.5']:.1f}, prior {prior['R1@0.5']:.1f}")
     assert sg_sci["R1@0.5"] >= 2 * prior["R1@0.5"], (sg_sci, prior)

@@ -9,13 +9,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from _helpers import val_r1
 
 from momentloc.config import load_config
 from momentloc.data.random_batch import random_batch
 from momentloc.models.base import InputSpec, Output
 from momentloc.models.build import WeightedObjectives, build_model
 from momentloc.models.snag import Snag, SnagConfig, first_row_per_video
-from momentloc.models.snag_layers import diou_loss, local_attention, regression_ranges, score_voting, sigmoid_focal_loss
+from momentloc.models.snag_layers import (
+    diou_loss,
+    local_attention,
+    regression_ranges,
+    score_voting,
+    sigmoid_focal_loss,
+)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "experiment"
 SMALL = dict(
@@ -208,21 +215,13 @@ HAVE_TRAINING = all(importlib.util.find_spec(m) for m in ("momentloc.training", 
 
 
 @pytest.mark.skipif(not HAVE_TRAINING, reason="needs momentloc.training and the synthetic benchmark")
-def test_learns_synthetic_ci_twice_the_prior(tmp_path: Path) -> None:
-    from momentloc.training import train
-
-    common = [f"data.annotations={tmp_path / 'synthetic'}", f"train.out_dir={tmp_path / 'runs'}", "train.progress=false"]
-    prior = train(load_config(CONFIGS / "prior_synthetic_ci.yaml", common)).metrics["R1@0.5"]
-    snag = train(load_config(CONFIGS / "snag_synthetic_ci.yaml", common)).metrics["R1@0.5"]
+def test_learns_synthetic_ci_twice_the_prior(ci_synth, tmp_path: Path) -> None:
+    prior, snag = (val_r1(c, ci_synth, tmp_path) for c in ("prior_synthetic_ci", "snag_synthetic_ci"))
     assert snag >= 2 * prior, f"SnAG R1@0.5 {snag:.1f} vs prior {prior:.1f}"
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not HAVE_TRAINING, reason="needs momentloc.training and the synthetic benchmark")
-def test_contrastive_variant_learns_synthetic_ci_twice_the_prior(tmp_path: Path) -> None:
-    from momentloc.training import train
-
-    common = [f"data.annotations={tmp_path / 'synthetic'}", f"train.out_dir={tmp_path / 'runs'}", "train.progress=false"]
-    prior = train(load_config(CONFIGS / "prior_synthetic_ci.yaml", common)).metrics["R1@0.5"]
-    msc = train(load_config(CONFIGS / "snag_msc_synthetic_ci.yaml", common)).metrics["R1@0.5"]
+def test_contrastive_variant_learns_synthetic_ci_twice_the_prior(ci_synth, tmp_path: Path) -> None:
+    prior, msc = (val_r1(c, ci_synth, tmp_path) for c in ("prior_synthetic_ci", "snag_msc_synthetic_ci"))
     assert msc >= 2 * prior, f"SnAG + contrast R1@0.5 {msc:.1f} vs prior {prior:.1f}"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _helpers import val_r1
 
 from momentloc.config import load_config
 from momentloc.data.random_batch import random_batch
@@ -232,10 +233,6 @@ HAVE_TRAINING = all(importlib.util.find_spec(m) for m in ("momentloc.training", 
 
 
 @pytest.mark.skipif(not HAVE_TRAINING, reason="needs momentloc.training and the synthetic benchmark")
-def test_learns_synthetic_ci_twice_the_prior(tmp_path: Path) -> None:
-    from momentloc.training import train
-
-    common = [f"data.annotations={tmp_path / 'synthetic'}", f"train.out_dir={tmp_path / 'runs'}", "train.progress=false"]
-    prior = train(load_config(CONFIGS / "prior_synthetic_ci.yaml", common)).metrics["R1@0.5"]
-    tan = train(load_config(CONFIGS / "tan2d_synthetic_ci.yaml", common)).metrics["R1@0.5"]
+def test_learns_synthetic_ci_twice_the_prior(ci_synth, tmp_path: Path) -> None:
+    prior, tan = (val_r1(c, ci_synth, tmp_path) for c in ("prior_synthetic_ci", "tan2d_synthetic_ci"))
     assert tan >= 2 * prior, f"2D-TAN R1@0.5 {tan:.1f} vs prior {prior:.1f}"

@@ -1,11 +1,11 @@
 """ViGA-style baseline: the Gaussian KL by hand, anchor expansion, decoding, configs, save/reload."""
 
-import io
 import math
 from pathlib import Path
 
 import pytest
 import torch
+from _helpers import assert_round_trip, metrics_on_test
 
 from momentloc.config import load_config
 from momentloc.data.random_batch import random_batch
@@ -178,18 +178,9 @@ def test_longer_video_than_position_table_is_interpolated():
 
 
 def test_state_dict_round_trip_gives_identical_outputs():
-    a = _small().eval()
+    a = _small()
     torch.manual_seed(99)
-    b = VigaModel(a.cfg, a.spec).eval()
-    buf = io.BytesIO()
-    torch.save(a.state_dict(), buf)
-    buf.seek(0)
-    b.load_state_dict(torch.load(buf, weights_only=True))
-    batch = _point_batch()
-    with torch.no_grad():
-        oa, ob = a(batch), b(batch)
-    torch.testing.assert_close(oa["clip_sim"], ob["clip_sim"], rtol=0, atol=0)
-    assert a.decode(oa, batch, 5) == b.decode(ob, batch, 5)
+    assert_round_trip(a, VigaModel(a.cfg, a.spec), _point_batch(), "clip_sim")
 
 
 def test_embeddings_for_plug_in_objectives():
@@ -204,11 +195,6 @@ def test_embeddings_for_plug_in_objectives():
 
 @pytest.mark.slow
 def test_baseline_learns_twice_the_prior_on_synthetic(ci_synth, tmp_path):
-    from momentloc.training import evaluate_checkpoint, train
-
-    over = [f"data.annotations={ci_synth}", f"train.out_dir={tmp_path}", "train.progress=false"]
-    scores = {}
-    for name in ("prior", "viga"):
-        result = train(load_config(CONFIGS / f"{name}_synthetic_ci.yaml", over))
-        scores[name] = evaluate_checkpoint(result.checkpoint, "test", [f"train.out_dir={tmp_path}"], breakdowns=False)[0]
-    assert scores["viga"]["R1@0.5"] >= 2 * scores["prior"]["R1@0.5"], scores
+    prior = metrics_on_test("prior_synthetic_ci", ci_synth, tmp_path)
+    viga = metrics_on_test("viga_synthetic_ci", ci_synth, tmp_path)
+    assert viga["R1@0.5"] >= 2 * prior["R1@0.5"], (viga, prior)

@@ -1,11 +1,11 @@
 """VLANet: dense attention, segment groups, surrogate selection and the margin loss by hand; configs; learning."""
 
-import io
 import math
 from pathlib import Path
 
 import pytest
 import torch
+from _helpers import assert_round_trip
 
 from momentloc.config import load_config
 from momentloc.data.random_batch import random_batch
@@ -219,20 +219,12 @@ def test_didemo_groups_cover_the_21_moments():
 
 
 def test_state_dict_round_trip():
-    a = _small().eval()
-    buf = io.BytesIO()
-    torch.save(a.state_dict(), buf)
-    buf.seek(0)
-    b = _small(margin=0.3).eval()
+    a = _small()
+    b = _small(margin=0.3)
     torch.manual_seed(5)
     for p in b.parameters():
         p.data.normal_()
-    b.load_state_dict(torch.load(buf))
-    batch = _batch()
-    with torch.no_grad():
-        oa, ob = a(batch), b(batch)
-    torch.testing.assert_close(oa["proposal_scores"], ob["proposal_scores"], rtol=0, atol=0)
-    assert a.decode(oa, batch, 5) == b.decode(ob, batch, 5)
+    assert_round_trip(a, b, _batch(), "proposal_scores")
 
 
 def test_embeddings_for_plug_in_objectives():
