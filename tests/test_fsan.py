@@ -69,6 +69,19 @@ def test_segment_scores_by_hand():
     assert valid_all[0, 0, 2] and abs(float(sc_all[0, 0, 2]) - 0.8 / 6) < 1e-6
 
 
+def test_outside_grad_keeps_the_scores_and_stops_the_outside_gradient():
+    p = P.clone().requires_grad_(True)
+    sc_full, _ = segment_scores(p, TOK, CLIP)
+    sc_cut, _ = segment_scores(p, TOK, CLIP, outside_grad=False)
+    torch.testing.assert_close(sc_full, sc_cut, rtol=0, atol=0)  # the same values (Eq. 8)
+    g_full = torch.autograd.grad(sc_full[0, 0, 0], p)[0]
+    g_cut = torch.autograd.grad(sc_cut[0, 0, 0], p)[0]
+    # Segment [0, 0]: the inside term reaches clip 0 only; the outside term clips 1 and 2.
+    assert float(g_full[0, :2, 1:3].abs().sum()) > 0.0
+    assert float(g_cut[0, :, 1:].abs().sum()) == 0.0
+    torch.testing.assert_close(g_cut[0, :2, 0], torch.full((2,), 0.5))  # d mean_i P_i0 / d P_i0
+
+
 def test_inner_and_outer_losses_by_hand():
     sc, valid = segment_scores(P, TOK, CLIP)
     inner, outer = inner_outer_losses(P, TOK, CLIP, sc, valid)
@@ -148,7 +161,7 @@ def test_loss_needs_no_time_label_and_ignores_one():
     {}, {"inner_loss": False, "outer_loss": False}, {"inner_loss": False}, {"outer_loss": False},
     {"cross_modal": False}, {"inner_modal": False}, {"negatives": "video"},
     {"negatives": "both", "mask_repeated_tokens": "both"}, {"mask_repeated_tokens": "none"},
-    {"whole_video": True, "nms_iou": 1.0}, {"text_layers": 0},
+    {"whole_video": True, "nms_iou": 1.0}, {"text_layers": 0}, {"outside_grad": False},
 ])
 def test_variants_train_and_decode(variant):
     model = _small(**variant)
@@ -256,9 +269,9 @@ def _train_and_test(config: str, root, out) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="FSAN as printed does not beat the prior on the synthetic CI benchmark: the outer "
-                          "loss is met by one token that is low on every clip, and the maps stay flat in time "
-                          "(docs/methods/fsan.md)", strict=False)
+@pytest.mark.xfail(reason="FSAN does not beat the prior by 10 points on the synthetic CI benchmark: the outer "
+                          "loss is met by one token that is low on every clip, the ICIM learns slowly, and "
+                          "Eq. 8's maximum is shorter than the moment (docs/methods/fsan.md)", strict=False)
 def test_learns_above_the_prior_on_synthetic(ci_synth, tmp_path):
     prior = _train_and_test("prior_synthetic_ci.yaml", ci_synth, tmp_path)
     fsan = _train_and_test("fsan_synthetic_ci.yaml", ci_synth, tmp_path)

@@ -58,6 +58,9 @@ class FSANConfig(ModelConfig):
     negatives: Literal["sentence", "video", "both"] = "sentence"
     detach_weights: bool = True  # SC_{s,e} as a confidence weight, not a path for gradients
     whole_video: bool = False  # also score the whole video (Eq. 8's second term then 0)
+    # Gradients of S(V, S) (Eq. 7, in the triplet) through Eq. 8's second term. False: that
+    # term still picks the best segment, but only L^o trains the outside clips (see docs).
+    outside_grad: bool = True
     nms_iou: float = 0.5
 
     @field_validator("hidden", "align_dim", "heads", "ffn", "max_words", "max_clips")
@@ -138,13 +141,14 @@ def _weakest_response(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.
 
 
 def segment_scores(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.Tensor,
-                   whole_video: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                   whole_video: bool = False, outside_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """SC_{s,e} of Eq. 8 for every segment: (scores [B,T,T] indexed [s,e], valid [B,T,T]).
 
     Mean of P over the tokens and the segment's clips, minus the mean over the
     clips outside it of each clip's weakest token response. Eq. 8 divides by
     the number of outside clips, so the whole video is a candidate only with
     ``whole_video`` (or in a one-clip video), its second term then being 0.
+    ``outside_grad=False`` keeps the values and stops gradients through the second term.
     """
     tm = tok_mask.to(p.dtype)
     n_s = tm.sum(1).clamp(min=1.0)
@@ -153,6 +157,8 @@ def segment_scores(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.Ten
     inside_mean = interval_sums(per_clip) / length.clamp(min=1.0)
     low = _weakest_response(p, tok_mask, clip_mask)
     out_sum = low.sum(1).view(-1, 1, 1) - interval_sums(low)
+    if not outside_grad:
+        out_sum = out_sum.detach()
     out_mean = torch.where(outside > 0, out_sum / outside.clamp(min=1.0), torch.zeros_like(out_sum))
     sc = (inside_mean - out_mean).masked_fill(~valid, 0.0)
     return sc, valid
@@ -243,7 +249,7 @@ class FSAN(GroundingModel):
         s, s_mask = self.encode_text(batch)
         v, v_mask = self.encode_video(batch)
         p, s2, v2 = self.alignment(s, s_mask, v, v_mask)
-        sc, valid = segment_scores(p, s_mask, v_mask, self.cfg.whole_video)
+        sc, valid = segment_scores(p, s_mask, v_mask, self.cfg.whole_video, self.cfg.outside_grad)
         n_valid = valid_lengths(v_mask)
         t = v_mask.shape[1]
         idx = torch.arange(t, device=p.device)
@@ -281,7 +287,7 @@ class FSAN(GroundingModel):
         """S(V, S) on a map; a row with no token left keeps its first (the caller drops it)."""
         tok = tok_mask.clone()
         tok[:, 0] |= ~tok.any(1)
-        return _best(*segment_scores(p, tok, clip_mask, self.cfg.whole_video))
+        return _best(*segment_scores(p, tok, clip_mask, self.cfg.whole_video, self.cfg.outside_grad))
 
     def _video_negative(self, out: Output, batch: Batch, neg: torch.Tensor) -> torch.Tensor:
         """S(V-, S): the sentence against another video of the batch."""
