@@ -79,7 +79,8 @@ def table(rows: list[dict], label: dict[str, str] | None = None) -> str:
 def main() -> None:
     """Command-line entry."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", action="append", required=True, help="experiment config name (repeatable)")
+    ap.add_argument("--config", action="append", default=[], help="experiment config name (repeatable)")
+    ap.add_argument("--print", dest="print_only", action="store_true", help="only print the table of the rows in --json")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--size", default="ci", choices=["ci", "bench", "long"])
     ap.add_argument("--set", action="append", default=[], dest="overrides")
@@ -88,6 +89,12 @@ def main() -> None:
     ap.add_argument("--breakdowns", action="store_true", help="add metrics per moment length (long videos' bins)")
     ap.add_argument("--tag", default=None, help="row label instead of the config name (for a variant made with --set)")
     args = ap.parse_args()
+    if args.print_only:
+        rows = json.loads(args.json.read_text())
+        print(table([r for r in rows if r.get("size") == args.size]))
+        return
+    if not args.config:
+        ap.error("give --config (or --print with --json)")
     if args.size != "ci":
         from momentloc.data.synthetic import ensure_synthetic
 

@@ -23,8 +23,6 @@ from momentloc.registry import get_model_class
 POINT_MODELS = ("viga", "sg_sci")
 
 
-
-
 @pytest.fixture(scope="module")
 def parts(tiny_synth):
     pairs = generate_glance(parse_activitynet(tiny_synth / "train.json"), seed=0)
@@ -119,3 +117,21 @@ def test_moving_the_glance_changes_the_loss(parts, name):
         batch.point = (batch.point + 0.3 * batch.duration) % batch.duration
         after = model.loss(model(batch), batch)["total"]
     assert not torch.equal(before, after)
+
+
+@pytest.mark.parametrize("name", POINT_MODELS)
+def test_queries_on_one_video_share_its_encoding(name, parts):
+    """At inference the clips of a video are encoded once for all its queries, with the same outputs."""
+    pairs, store, vocab = parts
+    one_video = [p for p in pairs if p.video_id == pairs[0].video_id]
+    assert len(one_video) >= 2
+    batch = _batch(one_video, store, vocab, n=len(one_video))
+    assert batch.video_group.unique().numel() == 1
+    model = _model(name, vocab).eval()
+    calls = []
+    model.encoder.video_proj.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
+    with torch.no_grad():
+        shared = model(batch)
+        alone = model(replace(batch, video_group=torch.arange(batch.size)))
+    assert calls == [1, batch.size]  # one video encoded, then every row on its own
+    torch.testing.assert_close(shared["clip_sim"], alone["clip_sim"], rtol=1e-5, atol=1e-6)

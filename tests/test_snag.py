@@ -13,9 +13,9 @@ from _helpers import val_r1
 
 from momentloc.config import load_config
 from momentloc.data.random_batch import random_batch
-from momentloc.models.base import InputSpec, Output
+from momentloc.models.base import InputSpec, Output, first_row_per_video
 from momentloc.models.build import WeightedObjectives, build_model
-from momentloc.models.snag import Snag, SnagConfig, first_row_per_video
+from momentloc.models.snag import Snag, SnagConfig
 from momentloc.models.snag_layers import (
     diou_loss,
     local_attention,

@@ -68,3 +68,12 @@ class GroundingModel(nn.Module):
     def decode(self, out: Output, batch: Batch, k: int = 5) -> list[list[Moment]]:  # pragma: no cover
         """Top-``k`` moments per pair, seconds, best first."""
         raise NotImplementedError
+
+
+def first_row_per_video(group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(one batch row per distinct video, and for every row the index of its video)."""
+    _, inverse = torch.unique(group, return_inverse=True)
+    rows = torch.arange(group.shape[0], device=group.device)
+    first = torch.full((int(inverse.max()) + 1,), group.shape[0], device=group.device, dtype=torch.long)
+    first = first.scatter_reduce(0, inverse, rows, reduce="amin")
+    return first, inverse

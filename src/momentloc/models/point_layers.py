@@ -17,7 +17,13 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from momentloc.models.base import GroundingModel, InputSpec, ModelConfig, Output
+from momentloc.models.base import (
+    GroundingModel,
+    InputSpec,
+    ModelConfig,
+    Output,
+    first_row_per_video,
+)
 from momentloc.types import Batch, Moment
 
 NEG = -1e9  # masked logit; finite so that 0 * masked stays 0 in the losses
@@ -181,13 +187,23 @@ class PointEncoder(nn.Module):
         v = self.video_proj(video) + positions(self.video_pos, video.shape[1])
         return self.drop(self.video_norm(v)) * mask[..., None]
 
+    def encode_clips(self, batch: Batch) -> torch.Tensor:
+        """Projection and self-attention of the clips [B,T,D]. At inference they are computed once per
+        distinct video of the batch (many queries on one video cost one video encoding); training keeps
+        one dropout draw per pair."""
+        first, inverse = first_row_per_video(batch.video_group)
+        shared = not self.training and first.shape[0] < batch.video.shape[0]
+        video, mask = (batch.video[first], batch.video_mask[first]) if shared else (batch.video, batch.video_mask)
+        v = self.encode_video(video, mask)
+        for layer in self.video_self:
+            v = layer(v, mask)
+        return v[inverse] if shared else v
+
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Encode a batch; returns clips [B,T,D], words [B,L,D], sentence [B,D] and score maps."""
         v_mask, w_mask = batch.video_mask, batch.word_mask
-        v = self.encode_video(batch.video, v_mask)
+        v = self.encode_clips(batch)
         w = self.encode_words(batch.words, w_mask)
-        for layer in self.video_self:
-            v = layer(v, v_mask)
         for layer in self.word_self:
             w = layer(w, w_mask)
         w2v = v2w = None

@@ -16,7 +16,13 @@ from torch import nn
 
 from momentloc.decode import soft_nms
 from momentloc.models import snag_layers as L
-from momentloc.models.base import GroundingModel, InputSpec, ModelConfig, Output
+from momentloc.models.base import (
+    GroundingModel,
+    InputSpec,
+    ModelConfig,
+    Output,
+    first_row_per_video,
+)
 from momentloc.registry import register_model
 from momentloc.types import Batch, Moment
 
@@ -61,15 +67,6 @@ class SnagConfig(ModelConfig):
     nms_sigma: float = 0.9
     nms_min_score: float = 0.001
     voting_iou: float = 0.95  # 0 disables score voting
-
-
-def first_row_per_video(group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(one batch row per distinct video, and for every row the index of its video)."""
-    _, inverse = torch.unique(group, return_inverse=True)
-    rows = torch.arange(group.shape[0], device=group.device)
-    first = torch.full((int(inverse.max()) + 1,), group.shape[0], device=group.device, dtype=torch.long)
-    first = first.scatter_reduce(0, inverse, rows, reduce="amin")
-    return first, inverse
 
 
 class VideoPyramid(nn.Module):
