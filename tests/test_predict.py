@@ -11,9 +11,15 @@ import pytest
 pytest.importorskip("av", reason="PyAV is the [video] extra")
 
 from momentloc.data.features import FeatureStore  # noqa: E402
-from momentloc.errors import CheckpointError, DataError  # noqa: E402
 from momentloc.demo_video import colour_config, colour_durations  # noqa: E402
-from momentloc.video import TinyEncoder, attach_feature_spec, extract_features, list_videos, write_colour_dataset  # noqa: E402
+from momentloc.errors import CheckpointError, DataError  # noqa: E402
+from momentloc.video import (  # noqa: E402
+    TinyEncoder,
+    attach_feature_spec,
+    extract_features,
+    list_videos,
+    write_colour_dataset,
+)
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +163,16 @@ def test_demo_colour_grounder_learns_the_colours(tmp_path) -> None:
     (s, e), best = entry["timestamps"][0], answer.moments[0][0]
     inter = max(0.0, min(e, best.end) - max(s, best.start))
     assert inter / (max(e, best.end) - min(s, best.start)) >= 0.5, (entry, best)
+
+
+def test_cli_map_of_a_model_without_one_is_a_one_line_error(colours, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from momentloc.cli import app
+
+    video = colours["videos"] / "colours_004.mp4"
+    result = CliRunner().invoke(app, ["predict", "--checkpoint", str(colours["ckpt"]), "--video", str(video),
+                                      "--query", "red", "--map", str(tmp_path / "m.png")])
+    # main() prints a MomentlocError as one line; through CliRunner it is the result's exception
+    assert result.exit_code != 0 and "model 'span' has no map to plot" in str(result.exception)
+    assert not (tmp_path / "m.png").exists()

@@ -12,6 +12,7 @@ from momentloc.viz import (
     plot_alignment_map,
     plot_examples,
     plot_iou_histogram,
+    plot_model_map,
     plot_score_curve,
     plot_score_map,
     plot_timeline,
@@ -72,6 +73,14 @@ def test_fsan_alignment_map_with_token_labels(tmp_path) -> None:
     tokens = ["a", "person", "opens", "the", "door", "."]
     assert tuple(alignment.shape[-2:]) == (6, 10)
     assert is_png(plot_alignment_map(tmp_path / "align.png", alignment, tokens, duration=12.0))
+
+
+def test_model_map_picks_the_models_own_map(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    assert is_png(plot_model_map(tmp_path / "s.png", {"score_map": rng.random((1, 6, 6))}, ["a"], 12.0, (2.0, 6.0)))
+    assert is_png(plot_model_map(tmp_path / "a.png", {"alignment_map": rng.random((1, 3, 9))}, ["a", "red", "cup"], 12.0))
+    assert plot_model_map(tmp_path / "none.png", {"scores": rng.random((1, 9))}, ["a"], 12.0) is None
+    assert not (tmp_path / "none.png").exists()
 
 
 def test_iou_histogram_and_examples(tmp_path) -> None:

@@ -255,6 +255,8 @@ def predict(
     duration: Optional[float] = typer.Option(None, help="Video duration in seconds (with --features)."),
     top_k: int = typer.Option(5, min=1, help="Moments per query."),
     plot: Optional[Path] = typer.Option(None, help="Draw the moments and the score curve to this PNG (first query)."),
+    map_png: Optional[Path] = typer.Option(None, "--map", help="Draw the model's own map to this PNG (first query): "
+                                           "the 2D-TAN score map or the FSAN alignment map."),
     weights: Optional[Path] = typer.Option(None, help="Encoder weights, if not where the feature spec recorded them."),
     device: Optional[str] = typer.Option(None, help="Torch device (default: cuda if available)."),
 ) -> None:
@@ -288,6 +290,13 @@ def predict(
 
         plot_timeline(plot, enc.duration, results[0], query=query[0], curve=pred.score_curve(enc, query[0]))
         typer.echo(f"plot: {plot}")
+    if map_png:
+        from momentloc.viz import plot_model_map
+
+        out = pred.raw_output(enc, query[0])
+        if plot_model_map(map_png, out.tensors, pred.query_tokens(query[0]), enc.duration) is None:
+            raise MomentlocError(f"model {pred.cfg.model.name!r} has no map to plot (tan2d and fsan have one)")
+        typer.echo(f"map: {map_png}")
 
 
 @app.command()

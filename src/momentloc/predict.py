@@ -191,6 +191,10 @@ class Predictor:
         enc = video if isinstance(video, EncodedVideo) else self.encode_video(video, duration)
         return self.model(self._batch(enc, [query]))
 
+    def query_tokens(self, query: str) -> list[str]:
+        """The words of ``query`` as the model reads them (after tokenizing and truncation)."""
+        return self.vocab.encode(query, self.cfg.data.text.max_words)[1]
+
     def score_curve(self, video: Union[EncodedVideo, np.ndarray, str, Path], query: str, duration: Optional[float] = None,
                     candidates: int = 100, points: int = 200) -> tuple[np.ndarray, np.ndarray]:
         """(times s, score): at each time the best score of any of the top ``candidates`` moments covering it."""

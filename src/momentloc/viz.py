@@ -161,6 +161,19 @@ def plot_alignment_map(path: PathLike, alignment, tokens: Sequence[str], duratio
     return save_figure(fig, path)
 
 
+MAP_KEYS = ("score_map", "alignment_map")
+
+
+def plot_model_map(path: PathLike, tensors: dict, tokens: Sequence[str], duration: Optional[float] = None,
+                   window: Optional[tuple[float, float]] = None) -> Optional[Path]:
+    """The model's own map for one query, if it has one: 2D-TAN's score map or FSAN's alignment map."""
+    if "score_map" in tensors:
+        return plot_score_map(path, tensors["score_map"], duration, window)
+    if "alignment_map" in tensors:
+        return plot_alignment_map(path, tensors["alignment_map"], tokens, duration)
+    return None
+
+
 def top1_ious(pairs: Sequence[Pair], moments: Sequence[Sequence]) -> np.ndarray:
     """IoU of each pair's top-1 moment with its best-matching ground-truth window (0 without a prediction)."""
     from momentloc.metrics import temporal_iou
