@@ -23,6 +23,18 @@ def identity(group):
     return r, r
 
 
+@torch.no_grad()
+def median_seconds(model: torch.nn.Module, batch, repeats: int) -> float:
+    """Median forward time after one warm-up call."""
+    model(batch)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        model(batch)
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+
+
 for name in ("viga_charades_sta", "sg_sci_charades_sta"):
     cfg = load_config(f"configs/experiment/{name}.yaml")
     spec = InputSpec(video_dim=cfg.data.feature_dim, text_dim=300, vocab_size=200, num_clips=cfg.data.num_clips)
@@ -33,18 +45,5 @@ for name in ("viga_charades_sta", "sg_sci_charades_sta"):
     res = {}
     for label, fn in (("per pair", identity), ("once per video", real)):
         PL.first_row_per_video = fn
-        with torch.no_grad():
-            model(b)
-            ts = []
-            for _ in range(3):
-                t = time.perf_counter()
-                model(b)
-                ts.append(time.perf_counter() - t)
-            model(one)
-            t1 = []
-            for _ in range(5):
-                t = time.perf_counter()
-                model(one)
-                t1.append(time.perf_counter() - t)
-        res[label] = (sorted(ts)[1], sorted(t1)[2])
+        res[label] = (median_seconds(model, b, 3), median_seconds(model, one, 5))
     print(name, T, {k: f"100q {v[0]*1000:.0f} ms, 1q {v[1]*1000:.0f} ms, ratio {v[0]/v[1]:.1f}x" for k, v in res.items()})
