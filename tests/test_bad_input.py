@@ -13,9 +13,9 @@ import h5py
 import numpy as np
 import pytest
 import torch
-
 from clirun import assert_one_line_error, run_cli
 from conftest import tiny_overrides
+
 from momentloc.checkpoint import atomic_save, load_checkpoint
 from momentloc.config import load_config
 from momentloc.training import GroundingModule, train

@@ -10,7 +10,11 @@ import pytest
 
 from momentloc import metrics_didemo as dd
 from momentloc.errors import DataError
-from momentloc.evaluate import evaluate_predictions, load_predictions, write_predictions_jsonl
+from momentloc.evaluate import (
+    evaluate_predictions,
+    load_predictions,
+    write_predictions_jsonl,
+)
 from momentloc.types import Moment, Pair
 
 PAIRS = [

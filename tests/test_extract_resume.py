@@ -17,8 +17,15 @@ import pytest
 pytest.importorskip("av", reason="PyAV is the [video] extra")
 
 from clirun import run_cli  # noqa: E402
+
 from momentloc.data.features import FeatureStore  # noqa: E402
-from momentloc.video import INDEX_FILE, TinyEncoder, extract_features, list_videos, write_synthetic_video  # noqa: E402
+from momentloc.video import (  # noqa: E402
+    INDEX_FILE,
+    TinyEncoder,
+    extract_features,
+    list_videos,
+    write_synthetic_video,
+)
 
 FPS = 10
 COLOURS = ("red", "green", "blue", "yellow", "white", "purple")

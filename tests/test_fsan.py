@@ -6,12 +6,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from _helpers import check_decode, config_model_and_batch, training_step
 
 from momentloc.config import load_config
 from momentloc.data.random_batch import random_batch
 from momentloc.models.base import InputSpec
-from momentloc.models.build import build_model
-from momentloc.models.fsan import FSAN, FSANConfig, inner_outer_losses, interval_sums, segment_scores
+from momentloc.models.fsan import (
+    FSAN,
+    FSANConfig,
+    inner_outer_losses,
+    interval_sums,
+    segment_scores,
+)
 from momentloc.models.weak_layers import margin_hinge, repeated_token_mask
 from momentloc.registry import get_model_class
 
@@ -171,7 +177,7 @@ def test_variants_train_and_decode(variant):
     losses["total"].backward()
     opt.step()
     assert all(torch.isfinite(v) for v in losses.values())
-    _check_decode(model, batch, 3)
+    check_decode(model, batch, 3)
 
 
 def test_switching_off_the_sap_losses_leaves_the_triplet():
@@ -185,16 +191,6 @@ def test_switching_off_the_sap_losses_leaves_the_triplet():
     torch.testing.assert_close(lt["total"], third * lf["triplet"])
     torch.testing.assert_close(lf["total"], third * (lf["triplet"] + lf["inner"] + lf["outer"]))
 
-
-def _check_decode(model, batch, k):
-    model.eval()
-    with torch.no_grad():
-        moments = model.decode(model(batch), batch, k)
-    assert len(moments) == batch.size
-    for ms, dur in zip(moments, batch.duration.tolist()):
-        assert 1 <= len(ms) <= k
-        assert all(0.0 <= m.start < m.end <= dur + 1e-5 for m in ms)
-        assert [m.score for m in ms] == sorted((m.score for m in ms), reverse=True)
 
 
 def test_decode_gives_the_best_segment_in_seconds():
@@ -212,21 +208,10 @@ def test_decode_gives_the_best_segment_in_seconds():
 
 @pytest.mark.parametrize("name", ["fsan_activitynet", "fsan_didemo", "fsan_synthetic_ci"])
 def test_paper_configs_take_a_training_step(name):
-    cfg = load_config(CONFIGS / f"{name}.yaml")
-    t = cfg.data.num_clips or 6
-    spec = InputSpec(video_dim=cfg.data.feature_dim, text_dim=300, vocab_size=200, num_clips=cfg.data.num_clips)
-    torch.manual_seed(0)
-    model = build_model(cfg, spec)
+    cfg, model, batch = config_model_and_batch(name, "weak", 6, text_dim=300)
     assert isinstance(model, FSAN)
-    batch = random_batch(2, t, cfg.data.feature_dim, num_words=8, text_dim=300, vocab_size=200,
-                         supervision="weak", variable_length=cfg.data.num_clips is None, seed=1)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
-    before = model.w_s.weight.detach().clone()
-    loss = model.loss(model(batch), batch)["total"]
-    loss.backward()
-    opt.step()
-    assert torch.isfinite(loss) and not torch.equal(before, model.w_s.weight)
-    _check_decode(model, batch, 5)
+    training_step(model, batch, cfg.optim.lr)
+    check_decode(model, batch, 5)
 
 
 def test_state_dict_round_trip():

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import torch
-
 from conftest import tiny_overrides
+
 from momentloc.checkpoint import load_checkpoint
 from momentloc.config import load_config
 from momentloc.training import train

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_overrides
 from torch import nn
 
-from conftest import tiny_overrides
 from momentloc.checkpoint import EMA_KEY, atomic_save, load_checkpoint
 from momentloc.config import OptimConfig, load_config
 from momentloc.data.text import Vocabulary

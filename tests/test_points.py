@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from momentloc.data.formats import load_pairs
-from momentloc.data.points import attach_points, generate_glance, point_position, points_outside
+from momentloc.data.points import (
+    attach_points,
+    generate_glance,
+    point_position,
+    points_outside,
+)
 from momentloc.errors import DataError
 from momentloc.types import Pair
 

@@ -11,9 +11,9 @@ schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is in th
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
+from test_server import make_predictor, make_videos  # noqa: E402
 
 from momentloc.server.app import create_app  # noqa: E402
-from test_server import make_predictor, make_videos  # noqa: E402
 
 OPERATIONS = [("GET", "/api/health"), ("GET", "/api/videos"), ("POST", "/api/localize"), ("POST", "/api/upload"),
               ("GET", "/videos/{name}")]

@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from momentloc.data.synthetic import SIZES, SynthSpec, ensure_synthetic, generate, spec_for, spec_record
+from momentloc.data.synthetic import (
+    SIZES,
+    SynthSpec,
+    ensure_synthetic,
+    generate,
+    spec_for,
+    spec_record,
+)
 
 
 def _windows(root, split="train"):

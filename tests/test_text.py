@@ -5,7 +5,13 @@ import pickle
 import numpy as np
 import pytest
 
-from momentloc.data.text import build_hashed, load_glove_pickle, load_glove_txt, safe_unpickle, tokenize
+from momentloc.data.text import (
+    build_hashed,
+    load_glove_pickle,
+    load_glove_txt,
+    safe_unpickle,
+    tokenize,
+)
 from momentloc.errors import DataError
 
 

@@ -7,12 +7,17 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import tiny_overrides
+
 from momentloc.checkpoint import load_checkpoint
 from momentloc.config import load_config
 from momentloc.errors import CheckpointError
-from momentloc.training import NonFiniteLossError, evaluate_checkpoint, module_from_checkpoint, train
+from momentloc.training import (
+    NonFiniteLossError,
+    evaluate_checkpoint,
+    module_from_checkpoint,
+    train,
+)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "experiment"
 

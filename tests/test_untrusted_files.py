@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from clirun import assert_one_line_error, run_cli
 from conftest import tiny_overrides
+
 from momentloc.checkpoint import FORMAT, load_checkpoint
 from momentloc.errors import CheckpointError, DataError
 

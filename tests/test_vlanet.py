@@ -5,12 +5,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from _helpers import assert_round_trip
+from _helpers import (
+    assert_round_trip,
+    check_decode,
+    config_model_and_batch,
+    training_step,
+)
 
 from momentloc.config import load_config
 from momentloc.data.random_batch import random_batch
 from momentloc.models.base import InputSpec
-from momentloc.models.build import build_model
 from momentloc.models.vlanet import (
     CascadedAttention,
     DenseAttention,
@@ -177,38 +181,16 @@ def test_variants_train_and_decode(variant):
     loss.backward()
     opt.step()
     assert torch.isfinite(loss)
-    _check_decode(model, batch, 3)
+    check_decode(model, batch, 3)
 
-
-def _check_decode(model, batch, k):
-    model.eval()
-    with torch.no_grad():
-        moments = model.decode(model(batch), batch, k)
-    assert len(moments) == batch.size
-    for ms, dur in zip(moments, batch.duration.tolist()):
-        assert 1 <= len(ms) <= k
-        assert all(0.0 <= m.start < m.end <= dur + 1e-5 for m in ms)
-        assert [m.score for m in ms] == sorted((m.score for m in ms), reverse=True)
 
 
 @pytest.mark.parametrize("name", ["vlanet_charades_sta", "vlanet_didemo", "vlanet_synthetic_ci"])
 def test_paper_configs_take_a_training_step(name):
-    cfg = load_config(CONFIGS / f"{name}.yaml")
-    t = cfg.data.num_clips or 6
-    spec = InputSpec(video_dim=cfg.data.feature_dim, text_dim=300, vocab_size=200, num_clips=cfg.data.num_clips)
-    torch.manual_seed(0)
-    model = build_model(cfg, spec)
+    cfg, model, batch = config_model_and_batch(name, "weak", 6, batch_size=3, text_dim=300)
     assert isinstance(model, VLANet)
-    batch = random_batch(3, t, cfg.data.feature_dim, num_words=8, text_dim=300, vocab_size=200,
-                         supervision="weak", variable_length=cfg.data.num_clips is None, seed=1)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
-    before = [p.detach().clone() for p in model.parameters()]
-    loss = model.loss(model(batch), batch)["total"]
-    loss.backward()
-    opt.step()
-    assert torch.isfinite(loss)
-    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
-    _check_decode(model, batch, 5)
+    training_step(model, batch, cfg.optim.lr)
+    check_decode(model, batch, 5)
 
 
 def test_didemo_groups_cover_the_21_moments():
