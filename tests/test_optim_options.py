@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _helpers import CONFIGS
 from conftest import tiny_overrides
 from torch import nn
 
@@ -25,8 +26,6 @@ from momentloc.training import (
     schedule_factor,
     train,
 )
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "experiment"
 
 
 class Tiny(nn.Module):

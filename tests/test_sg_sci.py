@@ -2,11 +2,11 @@
 values; every paper config trains one step; save/reload; the Table 3 switches."""
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 from _helpers import (
+    CONFIGS,
     assert_round_trip,
     check_decode,
     config_model_and_batch,
@@ -31,10 +31,6 @@ from momentloc.models.sg_sci import (
     window_soft_labels,
 )
 from momentloc.registry import get_model_class
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "experiment"
-
-
 
 
 def _g(i: int, tau: int, n: int, sigma: float) -> float:

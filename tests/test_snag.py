@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _helpers import val_r1
+from _helpers import CONFIGS, val_r1
 
 from momentloc.config import load_config
 from momentloc.data.random_batch import random_batch
@@ -24,7 +24,6 @@ from momentloc.models.snag_layers import (
     sigmoid_focal_loss,
 )
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "experiment"
 SMALL = dict(
     hidden_dim=32, text_hidden_dim=16, num_heads=4, window=5, num_levels=4, text_layers=1, fusion_layers=1, head_layers=1
 )

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from _helpers import CONFIGS
 
 from momentloc.config import load_config
 from momentloc.data.random_batch import random_batch
@@ -27,7 +28,6 @@ from momentloc.objectives.support_set import (
 from momentloc.registry import get_objective
 
 E = math.e
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "experiment"
 
 
 def test_registered() -> None:

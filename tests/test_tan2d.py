@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _helpers import val_r1
+from _helpers import CONFIGS, val_r1
 
 from momentloc.config import load_config
 from momentloc.data.random_batch import random_batch
@@ -25,8 +25,6 @@ from momentloc.models.tan2d_layers import (
     sparse_candidate_mask,
 )
 from momentloc.types import Moment
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "experiment"
 
 
 def paper_rule(a: int, b: int) -> bool:

@@ -3,10 +3,10 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from _helpers import CONFIGS
 from conftest import tiny_overrides
 
 from momentloc.checkpoint import load_checkpoint
@@ -18,8 +18,6 @@ from momentloc.training import (
     module_from_checkpoint,
     train,
 )
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "experiment"
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,11 @@
 """ViGA-style baseline: the Gaussian KL by hand, anchor expansion, decoding, configs, save/reload."""
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 from _helpers import (
+    CONFIGS,
     assert_round_trip,
     check_decode,
     config_model_and_batch,
@@ -25,10 +25,6 @@ from momentloc.models.point_layers import (
 from momentloc.models.viga import VigaConfig, VigaModel
 from momentloc.registry import get_model_class
 from momentloc.types import Batch
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "experiment"
-
-
 
 
 def _small(**kw) -> VigaModel:

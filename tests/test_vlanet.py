@@ -1,11 +1,11 @@
 """VLANet: dense attention, segment groups, surrogate selection and the margin loss by hand; configs; learning."""
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 from _helpers import (
+    CONFIGS,
     assert_round_trip,
     check_decode,
     config_model_and_batch,
@@ -25,10 +25,6 @@ from momentloc.models.vlanet import (
 )
 from momentloc.models.weak_layers import margin_hinge, sample_negatives
 from momentloc.registry import get_model_class
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "experiment"
-
-
 
 
 def _small(**kw) -> VLANet:
@@ -145,19 +141,6 @@ def test_negatives_come_from_other_videos():
         assert (group[idx] != group[:, None]).all()
     _, ok = sample_negatives(torch.tensor([4, 4]), 1)
     assert not ok.any()  # one video in the batch: no negative, no loss
-
-
-def test_loss_needs_no_time_label_and_ignores_one():
-    model = _small().eval()
-    batch = _batch()
-    assert batch.windows is None and batch.point is None
-    torch.manual_seed(3)
-    clean = model.loss(model(batch), batch)["total"]
-    batch.windows = torch.rand(batch.size, 2)
-    batch.point = torch.rand(batch.size)
-    torch.manual_seed(3)
-    dirty = model.loss(model(batch), batch)["total"]
-    assert torch.equal(clean, dirty)
 
 
 def test_a_batch_of_one_video_gives_zero_loss_with_gradient():
