@@ -13,9 +13,12 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from momentloc.types import Moment
+
+if TYPE_CHECKING:
+    from momentloc.predict import Predictor
 
 COLOUR_FPS = 2.0
 UNTRAINED_NOTE = (
@@ -91,12 +94,9 @@ class VideoAnswer:
     plot: Optional[Path] = None
 
 
-def localize_video_file(checkpoint: Path, video: Path, queries: Sequence[str], top_k: int = 3,
+def localize_video_file(pred: "Predictor", video: Path, queries: Sequence[str], top_k: int = 3,
                         plot: Optional[Path] = None, truth: Sequence[tuple[float, float]] = ()) -> VideoAnswer:
     """Decode and encode ``video`` once, ground every query, and plot the first one's timeline."""
-    from momentloc.predict import Predictor
-
-    pred = Predictor.from_checkpoint(checkpoint, device="cpu")
     t0 = time.perf_counter()
     enc = pred.encode_video(video)
     t1 = time.perf_counter()
@@ -109,16 +109,18 @@ def localize_video_file(checkpoint: Path, video: Path, queries: Sequence[str], t
     return VideoAnswer(Path(video), enc.duration, list(queries), moments, t1 - t0, t2 - t1, plot)
 
 
-def charades_truth(video_id: str, query: str) -> list[tuple[float, float]]:
-    """Charades-STA windows of ``video_id`` whose sentence is ``query`` (empty if the files are absent)."""
+def charades_truth(video_id: str, queries: Sequence[str]) -> list[list[tuple[float, float]]]:
+    """Per query, the Charades-STA windows of ``video_id`` with that sentence (all empty if the files are absent)."""
     from momentloc.data.formats import load_pairs
     from momentloc.paths import data_root
 
+    out: list[list[tuple[float, float]]] = [[] for _ in queries]
     if not (data_root() / "charades_sta").exists():
-        return []
-    out = []
+        return out
     for split in ("train", "test"):
-        out += [p.window for p in load_pairs("charades_sta", split) if p.video_id == video_id and p.query == query]
+        for p in load_pairs("charades_sta", split):
+            if p.video_id == video_id and p.query in queries:
+                out[list(queries).index(p.query)].append(p.window)
     return out
 
 
@@ -136,12 +138,15 @@ def describe(answer: VideoAnswer, truths: Sequence[Sequence[tuple[float, float]]
 
 def run_video_demo(out_dir: Path, say: Callable[[str], None] = print, video: Optional[Path] = None) -> dict:
     """Train the colour grounder, check it on a held-out colour video, then run it on ``video`` (the shipped clip)."""
+    from momentloc.predict import Predictor
+
     t0 = time.perf_counter()
     grounder = train_colour_grounder(out_dir / "colours")
     say(f"colour grounder (span model, TinyEncoder features at {COLOUR_FPS:g} fps) trained in {time.perf_counter() - t0:.0f} s; "
         f"its test split: R1@0.5 {grounder.metrics['R1@0.5']:.1f}, R1@0.7 {grounder.metrics['R1@0.7']:.1f}, mIoU {grounder.metrics['mIoU']:.1f}")
     vid, entry = next(iter(json.loads((grounder.videos.parent / "val_2.json").read_text()).items()))
-    answer = localize_video_file(grounder.checkpoint, grounder.videos / f"{vid}.mp4", entry["sentences"][:2],
+    pred = Predictor.from_checkpoint(grounder.checkpoint, device="cpu")
+    answer = localize_video_file(pred, grounder.videos / f"{vid}.mp4", entry["sentences"][:2],
                                  plot=out_dir / "colour_video.png", truth=[tuple(entry["timestamps"][0])])
     say("trained path, a held-out generated colour video:")
     for line in describe(answer, [[tuple(w)] for w in entry["timestamps"][:2]]):
@@ -152,10 +157,10 @@ def run_video_demo(out_dir: Path, say: Callable[[str], None] = print, video: Opt
         say("(no real video found; set MOMENTLOC_DATA to the folder holding demo/charades_Y1HGC.mp4)")
         return out
     queries = ["a person walks in a doorway drinking some coffee.", "person drinking a glass of water."]
-    truth = charades_truth(video.stem.replace("charades_", ""), queries[0])
-    real = localize_video_file(grounder.checkpoint, video, queries, plot=out_dir / "own_video.png", truth=truth)
+    truths = charades_truth(video.stem.replace("charades_", ""), queries)
+    real = localize_video_file(pred, video, queries, plot=out_dir / "own_video.png", truth=truths[0])
     say("the shipped real video (Charades-STA):")
-    for line in describe(real, [truth, charades_truth(video.stem.replace("charades_", ""), queries[1])]):
+    for line in describe(real, truths):
         say("  " + line)
     say(f"  timeline and score curve: {real.plot}")
     say(UNTRAINED_NOTE)
