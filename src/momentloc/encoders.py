@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from abc import ABCMeta, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -53,7 +54,7 @@ class FeatureSpec:
         return f"encoder {self.encoder!r} (dim {self.dim}, weights {self.fingerprint or '?'}) at {self.fps:g} fps{pooled}"
 
 
-class FrameEncoder:
+class FrameEncoder(metaclass=ABCMeta):
     """Frames uint8 [N,H,W,3] -> features [N, dim]. ``short_side`` lets the decoder shrink frames first."""
 
     name: str = "encoder"
@@ -62,7 +63,8 @@ class FrameEncoder:
     fingerprint: str = ""
     weights: Optional[str] = None
 
-    def encode(self, frames: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+    @abstractmethod
+    def encode(self, frames: np.ndarray) -> np.ndarray:
         """Encode a batch of RGB frames."""
         raise NotImplementedError
 

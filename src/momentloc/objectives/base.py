@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from typing import ClassVar
 
 import torch
@@ -15,7 +16,7 @@ class ObjectiveConfig(ModelConfig):
     """Base of every objective's parameter block; unknown keys are errors."""
 
 
-class Objective(nn.Module):
+class Objective(nn.Module, metaclass=ABCMeta):
     """A loss added to a model's own: ``forward(out, batch) -> {"total": ..., ...}``.
 
     It reads only ``out.embeddings`` (see ``Output``), so any model that
@@ -30,6 +31,7 @@ class Objective(nn.Module):
         super().__init__()
         self.cfg = cfg
 
-    def forward(self, out: Output, batch: Batch) -> dict[str, torch.Tensor]:  # pragma: no cover
+    @abstractmethod
+    def forward(self, out: Output, batch: Batch) -> dict[str, torch.Tensor]:
         """The objective's losses; key ``total`` is what gets weighted and added."""
         raise NotImplementedError
