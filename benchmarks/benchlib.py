@@ -54,6 +54,7 @@ class Options:
     pairs: Optional[int] = None  # overrides the batch size in pairs (tests)
     isolate: bool = True
     threads: Optional[int] = None
+    flops: bool = False  # count the training step's FLOPs (one extra, uncounted-time step)
 
 
 @dataclass
@@ -236,9 +237,23 @@ def train_step(model: str, cfg: ExperimentConfig, shape: Shape, opts: Options) -
     """Forward + loss (with objectives) + backward + optimiser step at the config's batch."""
     net, objectives, _ = build(model, cfg, opts)
     batch = make_batch(model, shape, shape.pairs, shape.clips, opts.device)
-    res = time_calls(step_fn(net, objectives, cfg, batch, opts), opts)
+    step = step_fn(net, objectives, cfg, batch, opts)
+    res = time_calls(step, opts)
     res["params"] = sum(p.numel() for p in net.parameters())
+    if opts.flops:
+        res["flops"] = count_flops(step)
+        res["tflop_per_s"] = res["flops"] / (res["ms"] / 1e3) / 1e12
     return res
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """FLOPs of one call of ``fn`` (matrix products and convolutions, forward and backward),
+    as torch's FlopCounterMode counts them: 2 per multiply-add."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
 
 
 def infer(model: str, cfg: ExperimentConfig, shape: Shape, opts: Options, clips: Optional[int] = None) -> dict[str, Any]:

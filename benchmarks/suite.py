@@ -212,7 +212,14 @@ def markdown(result: dict[str, Any]) -> str:
             notes.append(f"{name}: {tp['queries']}-query time extrapolated from the first {tp['measured_queries']} queries "
                          f"(the time budget ran out)")
         notes += [f"{name}: {n}" for n in r["batch"]["notes"]]
+        if "flops" in r["train"]:
+            notes.append(f"{name}: one training step is {r['train']['flops'] / 1e12:.3g} TFLOP (FlopCounterMode: matrix "
+                         f"products and convolutions, forward and backward): {r['train']['tflop_per_s']:.1f} TFLOP/s")
     clips = s["scaling_clips"]
+    if not clips:
+        if notes:
+            lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+        return "\n".join(lines) + "\n"
     lines += ["", "Inference of one query (forward + top-5 decode) against the clips of one video, time / peak memory:", "",
               "| model | " + " | ".join(f"{c:,}" for c in clips) + " | time ~ clips^k |",
               "|---|" + "---:|" * len(clips) + "---:|"]
@@ -253,6 +260,8 @@ def parse(argv: Optional[list[str]] = None) -> tuple[argparse.Namespace, bl.Opti
     ap.add_argument("--budget", type=float, help="seconds spent repeating one point (default 60, 10 with --quick)")
     ap.add_argument("--mem-bound-gb", type=float, help="memory bound of one point (default 4 on CPU, the GPU's size on cuda)")
     ap.add_argument("--clips", type=int, nargs="*", help="clip counts of the scaling table")
+    ap.add_argument("--no-scaling", action="store_true", help="skip the scaling table")
+    ap.add_argument("--flops", action="store_true", help="count the training step's FLOPs and report TFLOP/s")
     ap.add_argument("--train-clips", type=int, help="clips of the training / 1-query / throughput video (default: the config's)")
     ap.add_argument("--pairs", type=int, help="query-video pairs of the training batch (default: the config's)")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's; 1 is steadier on a shared machine)")
@@ -267,9 +276,11 @@ def parse(argv: Optional[list[str]] = None) -> tuple[argparse.Namespace, bl.Opti
     opts = bl.Options(device=a.device, bf16=a.bf16, compile=a.compile, quick=a.quick, dataset=a.dataset,
                       warmup=1 if a.quick else 2, repeats=a.repeats or (3 if a.quick else 10),
                       point_limit_s=a.limit, budget_s=a.budget or (10.0 if a.quick else 60.0), mem_bound_gb=bound,
-                      threads=a.threads, clips=a.train_clips, pairs=a.pairs)
+                      threads=a.threads, clips=a.train_clips, pairs=a.pairs, flops=a.flops)
     if a.clips:
         opts.scaling_clips = tuple(a.clips)
+    if a.no_scaling:
+        opts.scaling_clips = ()
     return a, opts
 
 

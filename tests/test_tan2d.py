@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from _helpers import CONFIGS, val_r1
 
 from momentloc.config import load_config
@@ -23,6 +24,8 @@ from momentloc.models.tan2d_layers import (
     resample_clips,
     scaled_iou_targets,
     sparse_candidate_mask,
+    triangle_tile,
+    upper_tile_conv,
 )
 from momentloc.types import Moment
 
@@ -234,3 +237,27 @@ HAVE_TRAINING = all(importlib.util.find_spec(m) for m in ("momentloc.training", 
 def test_learns_synthetic_ci_twice_the_prior(ci_synth, tmp_path: Path) -> None:
     prior, tan = (val_r1(c, ci_synth, tmp_path) for c in ("prior_synthetic_ci", "tan2d_synthetic_ci"))
     assert tan >= 2 * prior, f"2D-TAN R1@0.5 {tan:.1f} vs prior {prior:.1f}"
+
+
+@pytest.mark.parametrize("n,kernel", [(64, 9), (128, 5)])
+def test_tiled_convolution_equals_the_full_one_on_the_upper_triangle(n: int, kernel: int) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, n, n, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 4, kernel, kernel, dtype=torch.float64, requires_grad=True)
+    tile = triangle_tile(n)
+    assert tile is not None and n % tile == 0
+    upper = torch.ones(n, n, dtype=torch.bool).triu()
+    full = F.conv2d(x, w, padding=kernel // 2)
+    tiled = upper_tile_conv(x, w, kernel // 2, tile)
+    assert torch.allclose(full[..., upper], tiled[..., upper], atol=1e-10)
+    # Tiles wholly below the diagonal are not computed.
+    assert float(tiled[..., n - tile :, :tile].abs().max()) == 0.0
+    weight = torch.rand(n, n, dtype=torch.float64) * upper
+    g_full = torch.autograd.grad((full * weight).sum(), (x, w))
+    g_tiled = torch.autograd.grad((tiled * weight).sum(), (x, w))
+    for a, b in zip(g_full, g_tiled):
+        assert torch.allclose(a, b, atol=1e-8)
+
+
+def test_small_maps_are_convolved_whole() -> None:
+    assert triangle_tile(16) is None and triangle_tile(32) is None and triangle_tile(64) == 8

@@ -116,6 +116,43 @@ class MomentMap(nn.Module):
         return out
 
 
+# Maps at least this wide are convolved tile by tile over the upper triangle only.
+TILED_FROM = 64
+
+
+def triangle_tile(n: int) -> int | None:
+    """Tile side for ``upper_tile_conv`` on an N x N map (None: convolve the whole map)."""
+    if n < TILED_FROM or n % 8:
+        return None
+    return n // 8
+
+
+def upper_tile_conv(x: torch.Tensor, weight: torch.Tensor, pad: int, tile: int | None) -> torch.Tensor:
+    """``F.conv2d(x, weight, padding=pad)`` on the tiles that touch the upper triangle a <= b; zeros elsewhere.
+
+    The N x N map is cut into (N / tile)^2 square tiles; only the tiles (i, j)
+    with j >= i hold cells a <= b, so the others are not computed: for tile =
+    N / 8 that is 36 of 64 tiles, 56 % of the work. Each tile is convolved with
+    its ``pad``-wide halo read from the zero-padded map, so the cells computed
+    equal the full convolution's exactly. ``tile`` None convolves the whole map.
+    """
+    if tile is None:
+        return F.conv2d(x, weight, None, padding=pad)
+    B, H, N, _ = x.shape
+    tiles = N // tile
+    pairs = [(i, j) for i in range(tiles) for j in range(i, tiles)]
+    xp = F.pad(x, (pad, pad, pad, pad))
+    side = tile + 2 * pad
+    patches = torch.cat([xp[:, :, i * tile : i * tile + side, j * tile : j * tile + side] for i, j in pairs])
+    if x.is_cuda:
+        patches = patches.contiguous(memory_format=torch.channels_last)
+    y = F.conv2d(patches, weight, None).unflatten(0, (len(pairs), B))  # [P,B,C,tile,tile]
+    rows = [[y.new_zeros(B, y.shape[2], tile, tile)] * tiles for _ in range(tiles)]
+    for p, (i, j) in enumerate(pairs):
+        rows[i][j] = y[p]
+    return torch.cat([torch.cat(r, -1) for r in rows], -2)
+
+
 class MaskedMapConv(nn.Module):
     """The temporal adjacent network: a stack of 2D convolutions over the moment map.
 
@@ -132,17 +169,22 @@ class MaskedMapConv(nn.Module):
             raise ValueError(f"kernel_size must be odd, got {kernel}")
         self.kernel = kernel
         self.convs = nn.ModuleList(nn.Conv2d(hidden, hidden, kernel, padding=kernel // 2) for _ in range(layers))
+        self.tile: int | None = None  # set per map size in forward
+
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x [B,H,N,N], candidate mask [N,N] -> [B,H,N,N]."""
         n = mask.shape[-1]
+        self.tile = triangle_tile(n)
         upper = torch.ones(n, n, dtype=torch.bool, device=x.device).triu()
+        if x.is_cuda:  # cuDNN's bf16/fp16 convolutions run fastest on NHWC
+            x = x.contiguous(memory_format=torch.channels_last)
         m = mask.to(x.dtype)[None, None]
         ones = x.new_ones(1, 1, self.kernel, self.kernel)
         for conv in self.convs:
             count = F.conv2d(m, ones, padding=self.kernel // 2)
             scale = torch.where(count > 0, self.kernel**2 / count.clamp(min=1), torch.zeros_like(count))
-            y = F.conv2d(x * m, conv.weight, None, padding=self.kernel // 2) * scale
+            y = upper_tile_conv(x * m, conv.weight, self.kernel // 2, self.tile) * scale
             m = ((count > 0) & upper).to(x.dtype)
             x = F.relu(y + conv.bias[None, :, None, None]) * m
         return x
@@ -172,9 +214,14 @@ def scaled_iou_targets(windows: torch.Tensor, n: int, t_min: float, t_max: float
 
 
 def masked_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy of sigmoid(logits) against soft targets, mean over the masked cells."""
-    mask = mask.expand_as(logits)
-    return F.binary_cross_entropy_with_logits(logits[mask], targets[mask])
+    """Binary cross-entropy of sigmoid(logits) against soft targets, mean over the masked cells.
+
+    A weighted mean rather than boolean indexing: indexing by a mask asks the
+    device how many cells it selects, which stalls a GPU step.
+    """
+    weight = mask.expand_as(logits).to(torch.float32)
+    per_cell = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="none")
+    return (per_cell * weight).sum() / weight.sum().clamp(min=1.0)
 
 
 class SentenceEncoder(nn.Module):
