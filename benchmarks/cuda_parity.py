@@ -13,16 +13,32 @@ are switched off so that the GPU computes in true fp32).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
 import benchlib as bl  # noqa: E402
+
+
+@contextlib.contextmanager
+def _draws_on_cpu() -> Iterator[None]:
+    """``torch.multinomial`` draws on the CPU's generator whatever the device of its weights."""
+    original = torch.multinomial
+
+    def on_cpu(weights: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return original(weights.detach().float().cpu(), *args, **kwargs).to(weights.device)
+
+    torch.multinomial = on_cpu  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        torch.multinomial = original  # type: ignore[assignment]
 
 
 def _max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -57,15 +73,18 @@ def compare(model: str, bf16: bool, pairs: int = 4, device: str = "cuda") -> dic
         dur = float(batch.duration.max())
         out["top1_s"] = max((max(abs(x.start - y.start), abs(x.end - y.end)) for x, y in zip(top_a, top_b)), default=0.0)
         out["top1_of_duration"] = out["top1_s"] / dur
-    # Eval mode (no dropout, no stochastic depth) so that both devices compute the same function.
-    torch.manual_seed(0)
-    la = cpu_net.loss(cpu_net(batch), batch)["total"]
-    torch.manual_seed(0)
-    with auto:
-        lb = gpu_net.loss(gpu_net(gbatch), gbatch)["total"]
-    out["loss"] = abs(la.item() - lb.item()) / max(abs(la.item()), 1e-6)
+    # Eval mode (no dropout, no stochastic depth) so that both devices compute the same function;
+    # random draws of a loss (the weak models' negatives) come from the CPU's generator for both.
+    # cuDNN is off for the GPU's loss: its RNN backward refuses eval mode.
+    with _draws_on_cpu():
+        torch.manual_seed(0)
+        la = cpu_net.loss(cpu_net(batch), batch)["total"]
+        torch.manual_seed(0)
+        with auto, torch.backends.cudnn.flags(enabled=False):
+            lb = gpu_net.loss(gpu_net(gbatch), gbatch)["total"]
+            lb.backward()
     la.backward()
-    lb.backward()
+    out["loss"] = abs(la.item() - lb.item()) / max(abs(la.item()), 1e-6)
     grads = [(p.grad, q.grad) for p, q in zip(cpu_net.parameters(), gpu_net.parameters()) if p.grad is not None]
     num = sum(float((g.float() - h.float().cpu()).norm()) ** 2 for g, h in grads) ** 0.5
     den = sum(float(g.float().norm()) ** 2 for g, _ in grads) ** 0.5

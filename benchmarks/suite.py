@@ -20,7 +20,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -284,8 +284,9 @@ def parse(argv: Optional[list[str]] = None) -> tuple[argparse.Namespace, bl.Opti
     return a, opts
 
 
-def run(names: list[str], failed: dict[str, str], opts: bl.Options, log: Any = print) -> dict[str, Any]:
-    """Measure every model; import failures become rows of their own."""
+def run(names: list[str], failed: dict[str, str], opts: bl.Options, log: Any = print,
+        on_row: Optional[Callable[[dict[str, Any]], None]] = None) -> dict[str, Any]:
+    """Measure every model; import failures become rows of their own. ``on_row`` sees the result after each model."""
     settings = {k: v for k, v in vars(opts).items() if k not in ("isolate",)}
     settings["scaling_clips"] = list(opts.scaling_clips)
     result: dict[str, Any] = {"machine": machine(opts), "settings": settings, "models": {}}
@@ -296,6 +297,8 @@ def run(names: list[str], failed: dict[str, str], opts: bl.Options, log: Any = p
             continue
         log(f"{name}:")
         result["models"][name] = measure_model(name, opts, log)
+        if on_row:
+            on_row(result)
     return result
 
 
@@ -304,18 +307,21 @@ def main(argv: Optional[list[str]] = None) -> None:
     args, opts = parse(argv)
     names, failed = discover(args.models)
     start = time.perf_counter()
-    result = run(names, failed, opts)
-    result["seconds"] = round(time.perf_counter() - start, 1)
-    text = markdown(result)
+
+    def save(result: dict[str, Any]) -> None:  # after every model, so a stopped run keeps what it measured
+        result["seconds"] = round(time.perf_counter() - start, 1)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=1, default=str) + "\n")
+        if args.md:
+            args.md.parent.mkdir(parents=True, exist_ok=True)
+            args.md.write_text(markdown(result))
+
+    result = run(names, failed, opts, on_row=save)
+    save(result)
     print()
-    print(text)
+    print(markdown(result))
     print(f"({result['seconds']:.0f} s in all)")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1, default=str) + "\n")
-    if args.md:
-        args.md.parent.mkdir(parents=True, exist_ok=True)
-        args.md.write_text(text)
 
 
 if __name__ == "__main__":

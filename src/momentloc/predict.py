@@ -12,10 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from momentloc.data.dataset import collate
 from momentloc.data.features import check_features, resample
 from momentloc.errors import CheckpointError, DataError, MomentlocError
-from momentloc.types import Moment
+from momentloc.types import Batch, Moment
 
 if TYPE_CHECKING:  # the video stack (PyAV) loads only when a raw video is given
     from momentloc.encoders import FeatureSpec, FrameEncoder
@@ -55,6 +54,7 @@ class Predictor:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self.videos_encoded = 0  # raw videos decoded and encoded (not served from the cache)
+        self._word_vectors = torch.from_numpy(self.vocab.vectors).to(self.device)
 
     @classmethod
     def from_checkpoint(cls, path: Union[str, Path], device: Optional[str] = None, encoder: Optional["FrameEncoder"] = None,
@@ -156,15 +156,28 @@ class Predictor:
             raise DataError(source, f"duration must be a positive number of seconds, got {dur}")
         return EncodedVideo(torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32)), dur, name)
 
-    def _batch(self, enc: EncodedVideo, qs: Sequence[str], offset: int = 0) -> Any:
-        items = []
-        for j, q in enumerate(qs):
-            ids, _ = self.vocab.encode(q, self.cfg.data.text.max_words)
-            if len(ids) == 0 or not (ids > 1).any():
+    def _batch(self, enc: EncodedVideo, qs: Sequence[str], offset: int = 0) -> Batch:
+        """The queries against one video: its features go to the device once and are shared by every row (a view)."""
+        ids = []
+        for q in qs:
+            row, _ = self.vocab.encode(q, self.cfg.data.text.max_words)
+            if len(row) == 0 or not (row > 1).any():
                 raise DataError(None, f"query {q!r} has no known words for this checkpoint's vocabulary")
-            items.append({"index": offset + j, "video_id": enc.name, "video": enc.features,
-                          "word_ids": torch.from_numpy(ids), "duration": enc.duration})
-        return collate(items, self.vocab).to(self.device)
+            ids.append(torch.from_numpy(row))
+        B, T = len(qs), enc.features.shape[0]
+        word_ids = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True).to(self.device)
+        word_mask = word_ids > 0
+        video = torch.as_tensor(enc.features, dtype=torch.float32).to(self.device)
+        return Batch(
+            video=video[None].expand(B, -1, -1),
+            video_mask=torch.ones(1, T, dtype=torch.bool, device=self.device).expand(B, -1),
+            words=self._word_vectors[word_ids] * word_mask[..., None],
+            word_mask=word_mask,
+            word_ids=word_ids,
+            duration=torch.full((B,), float(enc.duration), device=self.device),
+            video_group=torch.zeros(B, dtype=torch.long, device=self.device),
+            index=torch.arange(offset, offset + B, device=self.device),
+        )
 
     @torch.no_grad()
     def localize(

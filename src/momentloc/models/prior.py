@@ -65,7 +65,7 @@ class PriorBaseline(GroundingModel):
     def decode(self, out: Output, batch: Batch, k: int = 5) -> list[list[Moment]]:
         """Top-k prior windows (greedy, skipping near-duplicates) scaled to each duration."""
         scores = out["scores"]
-        order = torch.argsort(scores, descending=True)
+        order = torch.argsort(scores, descending=True, stable=True)  # ties: the same order on every device
         chosen: list[int] = []
         for i in order.tolist():
             c = self.cells[i]

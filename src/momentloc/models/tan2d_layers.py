@@ -130,27 +130,33 @@ def triangle_tile(n: int) -> int | None:
 def upper_tile_conv(x: torch.Tensor, weight: torch.Tensor, pad: int, tile: int | None) -> torch.Tensor:
     """``F.conv2d(x, weight, padding=pad)`` on the tiles that touch the upper triangle a <= b; zeros elsewhere.
 
-    The N x N map is cut into (N / tile)^2 square tiles; only the tiles (i, j)
-    with j >= i hold cells a <= b, so the others are not computed: for tile =
-    N / 8 that is 36 of 64 tiles, 56 % of the work. Each tile is convolved with
-    its ``pad``-wide halo read from the zero-padded map, so the cells computed
-    equal the full convolution's exactly. ``tile`` None convolves the whole map.
+    The N x N map is cut into row bands of ``tile`` rows; band i holds cells
+    a <= b only in the columns from i * tile on, so each band is convolved over
+    those columns alone (with its ``pad``-wide halo), as (N / tile)^2 square
+    tiles of which only the (i, j >= i) ones are computed: for tile = N / 8,
+    36 of 64 tiles, 56 % of the work. The cells computed equal the full
+    convolution's exactly. The bands come from one ``split`` (whose gradient is
+    one concatenation) rather than from slicing the map once per tile, whose
+    gradient would write a zero-filled map-sized tensor per slice. ``tile``
+    None, or a halo wider than a band, convolves the whole map.
     """
-    if tile is None:
+    if tile is None or pad > tile:
         return F.conv2d(x, weight, None, padding=pad)
-    B, H, N, _ = x.shape
-    tiles = N // tile
-    pairs = [(i, j) for i in range(tiles) for j in range(i, tiles)]
-    xp = F.pad(x, (pad, pad, pad, pad))
-    side = tile + 2 * pad
-    patches = torch.cat([xp[:, :, i * tile : i * tile + side, j * tile : j * tile + side] for i, j in pairs])
-    if x.is_cuda:
-        patches = patches.contiguous(memory_format=torch.channels_last)
-    y = F.conv2d(patches, weight, None).unflatten(0, (len(pairs), B))  # [P,B,C,tile,tile]
-    rows = [[y.new_zeros(B, y.shape[2], tile, tile)] * tiles for _ in range(tiles)]
-    for p, (i, j) in enumerate(pairs):
-        rows[i][j] = y[p]
-    return torch.cat([torch.cat(r, -1) for r in rows], -2)
+    N = x.shape[-1]
+    bands = x.split(tile, dim=2)  # [B,C,tile,N] each
+    rows = []
+    for i, band in enumerate(bands):
+        first = max(i * tile - pad, 0)  # first input column a cell of this band's upper part can see
+        parts = ([bands[i - 1][:, :, tile - pad :, first:]] if i > 0 and pad else []) + [band[:, :, :, first:]]
+        if i + 1 < len(bands) and pad:
+            parts.append(bands[i + 1][:, :, :pad, first:])
+        inp = torch.cat(parts, 2) if len(parts) > 1 else parts[0]
+        inp = F.pad(inp, (pad - (i * tile - first), pad, pad if i == 0 else 0, pad if i + 1 == len(bands) else 0))
+        if x.is_cuda:
+            inp = inp.contiguous(memory_format=torch.channels_last)
+        y = F.conv2d(inp, weight, None)  # [B,C',tile,N - i*tile]
+        rows.append(F.pad(y, (N - y.shape[-1], 0)))
+    return torch.cat(rows, 2)
 
 
 class MaskedMapConv(nn.Module):
@@ -169,24 +175,25 @@ class MaskedMapConv(nn.Module):
             raise ValueError(f"kernel_size must be odd, got {kernel}")
         self.kernel = kernel
         self.convs = nn.ModuleList(nn.Conv2d(hidden, hidden, kernel, padding=kernel // 2) for _ in range(layers))
-        self.tile: int | None = None  # set per map size in forward
-
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x [B,H,N,N], candidate mask [N,N] -> [B,H,N,N]."""
         n = mask.shape[-1]
-        self.tile = triangle_tile(n)
+        tile = triangle_tile(n)
         upper = torch.ones(n, n, dtype=torch.bool, device=x.device).triu()
         if x.is_cuda:  # cuDNN's bf16/fp16 convolutions run fastest on NHWC
             x = x.contiguous(memory_format=torch.channels_last)
         m = mask.to(x.dtype)[None, None]
         ones = x.new_ones(1, 1, self.kernel, self.kernel)
+        x = x * m  # later layers' outputs are already zero outside the (growing) mask
         for conv in self.convs:
             count = F.conv2d(m, ones, padding=self.kernel // 2)
             scale = torch.where(count > 0, self.kernel**2 / count.clamp(min=1), torch.zeros_like(count))
-            y = upper_tile_conv(x * m, conv.weight, self.kernel // 2, self.tile) * scale
+            y = upper_tile_conv(x, conv.weight, self.kernel // 2, tile)
             m = ((count > 0) & upper).to(x.dtype)
-            x = F.relu(y + conv.bias[None, :, None, None]) * m
+            # relu(y * scale + bias) * m in one fused multiply-add: m is 0 or 1, and relu(0) = 0.
+            bias = (conv.bias[:, None, None] * m[0]).to(y.dtype)
+            x = F.relu(torch.addcmul(bias, y, (scale * m).to(y.dtype)), inplace=True)
         return x
 
 
