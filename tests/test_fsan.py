@@ -101,6 +101,27 @@ def test_inner_and_outer_losses_by_hand():
     assert abs(float(outer) - exp_outer / 5) < 1e-6
 
 
+def test_outer_loss_on_the_mean_response_by_hand():
+    sc, valid = segment_scores(P, TOK, CLIP)
+    _, outer = inner_outer_losses(P, TOK, CLIP, sc, valid, outer_response="mean")
+    q = [-math.log((1 - m) / 2) for m in (0.3, 0.4, -0.3)]  # column means over the two tokens
+    exp_outer = sum(w * sum(q[j] for j in range(3) if j < s or j > e) / sum(1 for j in range(3) if j < s or j > e)
+                    for (s, e), w in SC.items())
+    assert abs(float(outer) - exp_outer / 5) < 1e-6
+
+
+def test_one_token_pinned_at_minus_one_meets_only_the_printed_outer_loss():
+    # Token 0 at -1 on every clip, token 1 at +1: every clip's weakest response is -1, so the
+    # printed L^o is 0 on every segment; the mean response (0) still costs log 2.
+    p = torch.stack([torch.full((5,), -1.0), torch.full((5,), 1.0)])[None]
+    tok, clip = torch.ones(1, 2, dtype=torch.bool), torch.ones(1, 5, dtype=torch.bool)
+    ones, valid = torch.ones(1, 5, 5), segment_scores(p, tok, clip)[1]
+    _, by_min = inner_outer_losses(p, tok, clip, ones, valid, outer_response="min")
+    _, by_mean = inner_outer_losses(p, tok, clip, ones, valid, outer_response="mean")
+    assert float(by_min) == pytest.approx(0.0, abs=1e-6)
+    assert float(by_mean) == pytest.approx(math.log(2), rel=1e-5)
+
+
 def test_weights_are_detached_by_default():
     p = P.clone().requires_grad_(True)
     sc, valid = segment_scores(p, TOK, CLIP)

@@ -1,6 +1,7 @@
 """The training loop end to end: train, checkpoint, reload, evaluate, resume, errors, DDP evaluation."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -94,6 +95,7 @@ def test_two_process_evaluation_equals_one(trained, tmp_path):
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
         outs[n] = json.dumps(json.loads(path.read_text()), sort_keys=True)
+        assert re.search(r"^\d+ queries in [\d.]+ s \(\d+ queries/s", proc.stdout, re.M), proc.stdout[-500:]
     assert outs[1] == outs[2]
     assert json.loads(outs[1])["n"] > 0
 

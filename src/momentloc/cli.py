@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -90,12 +91,15 @@ def eval_cmd(
     from momentloc.metrics import format_table
     from momentloc.training import evaluate_checkpoint
 
+    start = time.perf_counter()
     metrics, preds, pairs = evaluate_checkpoint(checkpoint, split, set_ or [], devices=devices)
+    seconds = time.perf_counter() - start
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
         return
     typer.echo(format_table({k: v for k, v in metrics.items()}))
+    typer.echo(f"{len(pairs)} queries in {seconds:.1f} s ({len(pairs) / max(seconds, 1e-9):.0f} queries/s, loading included)")
     moments = [preds.get(i, []) for i in range(len(pairs))]
     if out:
         _write_json(out, metrics)

@@ -50,6 +50,9 @@ class FSANConfig(ModelConfig):
     lambda_outer: float = 1.0 / 3.0
     inner_loss: bool = True  # False / False: the "w/o loss on SAP" ablation
     outer_loss: bool = True
+    # The response of an outside clip that L^o lowers: its weakest token (Eq. 11 as printed),
+    # or the mean over the tokens, which one token pinned at -1 cannot meet (see docs).
+    outer_response: Literal["min", "mean"] = "min"
     # Tokens shared by S and S- are masked on P- ("negative", Section 3.3), on both maps
     # ("both": the positive's score then also ignores them), or nowhere ("none").
     mask_repeated_tokens: Literal["negative", "both", "none"] = "negative"
@@ -165,8 +168,8 @@ def segment_scores(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.Ten
 
 
 def inner_outer_losses(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.Tensor,
-                       sc: torch.Tensor, valid: torch.Tensor,
-                       detach_weights: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                       sc: torch.Tensor, valid: torch.Tensor, detach_weights: bool = True,
+                       outer_response: str = "min") -> tuple[torch.Tensor, torch.Tensor]:
     """L^i (Eqs. 9-10) and L^o (Eqs. 11-12), each sum_{s,e} SC_{s,e} L_{s,e} / #segments, batch mean.
 
     The outer term lowers each outside clip's weakest response as
@@ -176,7 +179,10 @@ def inner_outer_losses(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch
     tm = tok_mask.to(p.dtype)
     n_s = tm.sum(1).clamp(min=1.0)
     inner = -(torch.sigmoid(interval_sums(p)) * tm[:, :, None, None]).sum(1) / n_s.view(-1, 1, 1)
-    low = _weakest_response(p, tok_mask, clip_mask)
+    if outer_response == "mean":
+        low = ((p * tm[:, :, None]).sum(1) / n_s[:, None]).masked_fill(~clip_mask, 0.0)
+    else:
+        low = _weakest_response(p, tok_mask, clip_mask)
     q = -torch.log(((1.0 - low) / 2.0).clamp(min=1e-6)) * clip_mask.to(p.dtype)
     _, outside, _ = _segment_geometry(clip_mask)
     q_out = q.sum(1).view(-1, 1, 1) - interval_sums(q)
@@ -309,7 +315,7 @@ class FSAN(GroundingModel):
         triplet = torch.stack([margin_hinge(p, n, v, cfg.margin) for p, n, v in terms]).mean()
         inner, outer = inner_outer_losses(out["alignment_map"], out["text_mask"], batch.video_mask,
                                           out["segment_scores"], out["segment_valid"],
-                                          cfg.detach_weights)
+                                          cfg.detach_weights, cfg.outer_response)
         total = cfg.lambda_triplet * triplet
         if cfg.inner_loss:
             total = total + cfg.lambda_inner * inner
