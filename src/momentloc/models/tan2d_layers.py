@@ -116,7 +116,7 @@ class MomentMap(nn.Module):
         return out
 
 
-# Maps at least this wide are convolved tile by tile over the upper triangle only.
+# Maps at least this wide are convolved band by band over the upper triangle only.
 TILED_FROM = 64
 
 
