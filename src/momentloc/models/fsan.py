@@ -14,7 +14,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from torch import nn
 
 from momentloc.models.base import GroundingModel, InputSpec, ModelConfig, Output
@@ -65,6 +65,12 @@ class FSANConfig(ModelConfig):
     # term still picks the best segment, but only L^o trains the outside clips (see docs).
     outside_grad: bool = True
     nms_iou: float = 0.5
+    # Inference: "eq8" ranks segments by SC_{s,e} (the paper); "excess" ranks them by the sum over
+    # their clips of the token-mean response minus a threshold between the video's mean response
+    # (excess_threshold 0) and its peak (1), so the top segment is the run of clips that stand out
+    # (not in the paper: Eq. 8's maximum is much shorter than the moment here, see docs).
+    decode: Literal["eq8", "excess"] = "eq8"
+    excess_threshold: float = Field(0.0, ge=0.0, lt=1.0)
 
     @field_validator("hidden", "align_dim", "heads", "ffn", "max_words", "max_clips")
     @classmethod
@@ -327,10 +333,35 @@ class FSAN(GroundingModel):
                 "score_neg": score_neg}
 
     def decode(self, out: Output, batch: Batch, k: int = 5) -> list[list[Moment]]:
-        """Segments ranked by SC_{s,e}, NMS, seconds."""
+        """Segments ranked by SC_{s,e} (or by their excess response, ``decode: excess``), NMS, seconds."""
         b = out["segments"].shape[0]
-        return rank_segments(out["segments"].reshape(b, -1, 2), out["segment_scores"].reshape(b, -1),
-                             out["segment_valid"].reshape(b, -1), batch.duration, k, self.cfg.nms_iou)
+        if self.cfg.decode == "excess":
+            scores, valid = excess_scores(out["alignment_map"], out["text_mask"], batch.video_mask,
+                                          self.cfg.excess_threshold)
+        else:
+            scores, valid = out["segment_scores"], out["segment_valid"]
+        return rank_segments(out["segments"].reshape(b, -1, 2), scores.reshape(b, -1),
+                             valid.reshape(b, -1), batch.duration, k, self.cfg.nms_iou)
+
+
+def excess_scores(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.Tensor,
+                  threshold: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every segment's summed excess response, per clip of the video: ([B,T,T] indexed [s,e], valid).
+
+    r_j is clip j's mean response over the tokens; tau = mean_j r_j + threshold (max_j r_j - mean_j r_j);
+    the score of [s, e] is sum_{j=s..e} (r_j - tau) / n_clips. Its maximum is the contiguous run of
+    clips above tau that gains most, however long; every segment of the video, the whole video
+    included, is a candidate.
+    """
+    tm, cm = tok_mask.to(p.dtype), clip_mask.to(p.dtype)
+    r = (p * tm[:, :, None]).sum(1) / tm.sum(1, keepdim=True).clamp(min=1.0)
+    n = cm.sum(1, keepdim=True).clamp(min=1.0)
+    mean = (r * cm).sum(1, keepdim=True) / n
+    peak = r.masked_fill(~clip_mask, float("-inf")).max(1, keepdim=True).values
+    tau = mean + threshold * (peak - mean)
+    scores = interval_sums((r - tau) * cm) / n[:, :, None]
+    valid = _segment_geometry(clip_mask, whole_video=True)[2]
+    return scores.masked_fill(~valid, 0.0), valid
 
 
 def _best(sc: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
