@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from momentloc.decode import nms, soft_nms, topk_segments
+from momentloc.decode import nms, soft_nms, to_moments, topk_segments
 from momentloc.metrics import pairwise_iou, temporal_iou
 
 SEGS = torch.tensor([[[0.0, 10.0], [1.0, 10.0], [20.0, 30.0], [0.0, 5.0]]])
@@ -117,3 +117,15 @@ def test_soft_nms_keeps_min_k_n_and_never_raises_scores(items: list, k: int) -> 
     out, out_scores, valid = soft_nms(segs, scores, k)
     assert int(valid.sum()) == min(k, len(items))
     assert float(out_scores[valid].max()) <= float(scores.max()) + 1e-12
+
+
+def test_to_moments_keeps_valid_rows_in_order_and_clips_to_the_duration() -> None:
+    segs = torch.tensor([[[1.0, 3.0], [5.0, 4.0], [-1.0, 12.0]], [[0.0, 2.0], [2.0, 9.0], [0.0, 0.0]]])
+    scores = torch.tensor([[0.9, 0.5, 0.2], [0.8, 0.7, 0.0]])
+    valid = torch.tensor([[True, True, True], [True, False, False]])
+    got = to_moments(segs, scores, valid, torch.tensor([10.0, 8.0]))
+    assert [(m.start, m.end) for m in got[0]] == [(1.0, 3.0), (4.0, 5.0), (0.0, 10.0)]
+    assert [m.score for m in got[0]] == pytest.approx([0.9, 0.5, 0.2])
+    assert [(m.start, m.end) for m in got[1]] == [(0.0, 2.0)]
+    unclipped = to_moments(segs, scores, valid)
+    assert (unclipped[0][2].start, unclipped[0][2].end) == (-1.0, 12.0)

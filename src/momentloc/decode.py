@@ -17,6 +17,8 @@ from typing import Literal, Optional
 
 import torch
 
+from momentloc.types import Moment
+
 Result = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
@@ -164,3 +166,24 @@ def soft_nms(
 
     with torch.no_grad():
         return _finish(_select(segments, scores, valid, k, suppress), unbatched)
+
+
+def to_moments(segments: torch.Tensor, scores: torch.Tensor, valid: torch.Tensor,
+               duration: Optional[torch.Tensor] = None) -> list[list[Moment]]:
+    """Kept segments ``[B, k, 2]`` (seconds), ``scores`` and ``valid`` ``[B, k]`` -> each row's valid Moments, in order.
+
+    One device-to-host copy per tensor for the whole batch (reading a GPU tensor
+    element by element waits for the device at every element). Ends are put in
+    order, and with ``duration [B]`` each segment is clipped to [0, duration].
+    """
+    segs, sc, ok = segments.detach().float().cpu().tolist(), scores.detach().float().cpu().tolist(), valid.cpu().tolist()
+    durs = duration.detach().float().cpu().tolist() if duration is not None else [float("inf")] * len(segs)
+    out: list[list[Moment]] = []
+    for row, row_sc, row_ok, d in zip(segs, sc, ok, durs):
+        moments = []
+        for (a, b), score, good in zip(row, row_sc, row_ok):
+            if good:
+                start, end = min(a, b), max(a, b)
+                moments.append(Moment(max(0.0, start) if duration is not None else start, min(d, end), score))
+        out.append(moments)
+    return out

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from momentloc.decode import soft_nms
+from momentloc.decode import soft_nms, to_moments
 from momentloc.models import snag_layers as L
 from momentloc.models.base import (
     GroundingModel,
@@ -277,12 +277,4 @@ class Snag(GroundingModel):
         n = out["num_clips"].float()[:, None, None]
         dur = batch.duration.float()[:, None, None]
         seconds = ((picked + 0.5) / n * dur).clamp(min=0).minimum(dur)
-        results: list[list[Moment]] = []
-        for b in range(seconds.shape[0]):
-            row = []
-            for j in range(kk):
-                if ok[b, j]:
-                    s, e = sorted((float(seconds[b, j, 0]), float(seconds[b, j, 1])))
-                    row.append(Moment(s, e, float(picked_scores[b, j])))
-            results.append(row)
-        return results
+        return to_moments(seconds[:, :kk], picked_scores[:, :kk], ok[:, :kk])

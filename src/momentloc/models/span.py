@@ -71,7 +71,7 @@ class SpanModel(GroundingModel):
 
     def decode(self, out: Output, batch: Batch, k: int = 5) -> list[list[Moment]]:
         """Top-k (start <= end) spans by joint probability, with NMS at IoU 0.5."""
-        from momentloc.decode import nms
+        from momentloc.decode import nms, to_moments
 
         ps, pe = out["start"].softmax(-1), out["end"].softmax(-1)
         T = ps.shape[1]
@@ -89,7 +89,4 @@ class SpanModel(GroundingModel):
         sc, order = joint.topk(top, dim=1)
         segs = torch.gather(segs, 1, order[..., None].expand(-1, -1, 2))
         kept_segs, kept_scores, keep = nms(segs, sc, 0.5, k)
-        return [
-            [Moment(float(s[0]), float(s[1]), float(v)) for s, v, ok in zip(kept_segs[b], kept_scores[b], keep[b]) if ok]
-            for b in range(batch.size)
-        ]
+        return to_moments(kept_segs, kept_scores, keep)

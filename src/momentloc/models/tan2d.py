@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from momentloc.decode import nms
+from momentloc.decode import nms, to_moments
 from momentloc.models.base import GroundingModel, InputSpec, ModelConfig, Output
 from momentloc.models.tan2d_layers import (
     MaskedMapConv,
@@ -124,20 +124,5 @@ class Tan2d(GroundingModel):
             segs = segments[top]  # [B,P,2]
         else:
             segs = segments[None].expand(scores.shape[0], -1, -1)
-        keep_segs, keep_scores = _nms(segs, scores, self.cfg.nms_threshold, k)
-        results = []
-        for b in range(scores.shape[0]):
-            dur = float(batch.duration[b])
-            results.append(
-                [
-                    Moment(max(0.0, float(s) * dur), min(dur, float(e) * dur), float(sc))
-                    for (s, e), sc in zip(keep_segs[b].tolist(), keep_scores[b].tolist())
-                ]
-            )
-        return results
-
-
-def _nms(segments: torch.Tensor, scores: torch.Tensor, iou: float, k: int) -> tuple[list, list]:
-    """Batched hard NMS; returns per-row kept segments and scores, best first."""
-    segs, scs, valid = nms(segments, scores, iou_threshold=iou, k=k)
-    return [segs[b][valid[b]] for b in range(len(segs))], [scs[b][valid[b]] for b in range(len(scs))]
+        kept, kept_scores, ok = nms(segs, scores, iou_threshold=self.cfg.nms_threshold, k=k)
+        return to_moments(kept * batch.duration[:, None, None].to(kept.dtype), kept_scores, ok, batch.duration)

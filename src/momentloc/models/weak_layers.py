@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from momentloc.decode import nms, topk_segments
+from momentloc.decode import nms, to_moments, topk_segments
 from momentloc.types import Moment
 
 
@@ -81,12 +81,4 @@ def rank_segments(segments: torch.Tensor, scores: torch.Tensor, valid: torch.Ten
         segs, sc, ok = nms(segments.detach().float(), scores.detach().float(), nms_iou, k, valid)
     else:
         segs, sc, ok = topk_segments(segments.detach().float(), scores.detach().float(), k, valid)
-    segs, sc, ok, dur = segs.cpu(), sc.cpu(), ok.cpu(), duration.detach().float().cpu()
-    results: list[list[Moment]] = []
-    for b in range(segs.shape[0]):
-        d = float(dur[b])
-        results.append([
-            Moment(max(0.0, float(segs[b, i, 0])), min(d, float(segs[b, i, 1])), float(sc[b, i]))
-            for i in range(segs.shape[1]) if bool(ok[b, i])
-        ])
-    return results
+    return to_moments(segs, sc, ok, duration)
