@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SG-SCI's Table 3 (loss switches) and GCA ablation, with the ViGA-style baseline, on the synthetic set.
 # Usage: bash benchmarks/point_tables.sh [SIZE] [EPOCHS] [SEEDS_OF_THE_ROWS_WITHOUT_GLOBAL]
-# (default: bench, 2 epochs; 3 seeds for the rows with the global loss, 1 for the three without it)
+# (default: bench, 2 epochs; 3 seeds for the rows with the global loss, seed 0 for the three without it;
+#  docs/results.md has all rows at 3 seeds: pass "0 1 2")
 set -euo pipefail
 size=${1:-bench}; epochs=${2:-2}; rest=${3:-0}
 json=artifacts/results/point_${size}.json
