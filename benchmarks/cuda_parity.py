@@ -62,7 +62,7 @@ def compare(model: str, bf16: bool, pairs: int = 4, device: str = "cuda") -> dic
     with torch.no_grad():
         cpu_net.eval()
         gpu_net.eval()
-        a, b = cpu_net(batch), None
+        a = cpu_net(batch)
         with auto:
             b = gpu_net(gbatch)
         out["forward"] = max((_max_rel(a.tensors[k], b.tensors[k]) for k in a.tensors
