@@ -66,7 +66,6 @@ class FrameEncoder(metaclass=ABCMeta):
     @abstractmethod
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """Encode a batch of RGB frames."""
-        raise NotImplementedError
 
     def spec(self, fps: float, frames_per_clip: int = 1) -> FeatureSpec:
         """The feature spec of this encoder at a sampling rate."""

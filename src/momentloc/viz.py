@@ -161,9 +161,6 @@ def plot_alignment_map(path: PathLike, alignment, tokens: Sequence[str], duratio
     return save_figure(fig, path)
 
 
-MAP_KEYS = ("score_map", "alignment_map")
-
-
 def plot_model_map(path: PathLike, tensors: dict, tokens: Sequence[str], duration: Optional[float] = None,
                    window: Optional[tuple[float, float]] = None) -> Optional[Path]:
     """The model's own map for one query, if it has one: 2D-TAN's score map or FSAN's alignment map."""

@@ -61,23 +61,25 @@ class GroundingModel(nn.Module, metaclass=ABCMeta):
     @abstractmethod
     def forward(self, batch: Batch) -> Output:
         """Run the model on a batch."""
-        raise NotImplementedError
 
     @abstractmethod
     def loss(self, out: Output, batch: Batch) -> dict[str, torch.Tensor]:
         """Training losses; key ``total`` is optimised."""
-        raise NotImplementedError
 
     @abstractmethod
     def decode(self, out: Output, batch: Batch, k: int = 5) -> list[list[Moment]]:
         """Top-``k`` moments per pair, seconds, best first."""
-        raise NotImplementedError
 
 
-def first_row_per_video(group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(one batch row per distinct video, and for every row the index of its video)."""
-    _, inverse = torch.unique(group, return_inverse=True)
-    rows = torch.arange(group.shape[0], device=group.device)
-    first = torch.full((int(inverse.max()) + 1,), group.shape[0], device=group.device, dtype=torch.long)
-    first = first.scatter_reduce(0, inverse, rows, reduce="amin")
-    return first, inverse
+def first_row_per_video(group: torch.Tensor, order: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(one batch row per distinct video, sorted by video, and for every row the index of its video).
+
+    The row chosen for a video is its first in ``order``, a permutation of the
+    rows (default: batch order; a random one draws a row per video uniformly).
+    """
+    videos, inverse = torch.unique(group, return_inverse=True)
+    b = group.shape[0]
+    rank = torch.arange(b, device=group.device) if order is None else order
+    best = torch.full((videos.shape[0],), b, device=group.device, dtype=torch.long)
+    best = best.scatter_reduce(0, inverse, rank, reduce="amin")
+    return (best if order is None else torch.argsort(rank)[best]), inverse

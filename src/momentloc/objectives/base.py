@@ -34,4 +34,3 @@ class Objective(nn.Module, metaclass=ABCMeta):
     @abstractmethod
     def forward(self, out: Output, batch: Batch) -> dict[str, torch.Tensor]:
         """The objective's losses; key ``total`` is what gets weighted and added."""
-        raise NotImplementedError

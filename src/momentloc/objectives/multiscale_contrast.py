@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from momentloc.models.base import GroundingModel, Output
+from momentloc.models.base import GroundingModel, Output, first_row_per_video
 from momentloc.objectives.base import Objective, ObjectiveConfig
 from momentloc.registry import register_objective
 from momentloc.types import Batch
@@ -47,12 +47,7 @@ class LevelSample:
 
 def sample_query_per_video(group: torch.Tensor) -> torch.Tensor:
     """Eq. 10: one uniformly drawn batch row per distinct ``video_group`` value (sorted by video)."""
-    _, inverse = torch.unique(group, return_inverse=True)
-    b = group.shape[0]
-    rank = torch.randperm(b).to(group.device)  # a random priority per row
-    best = torch.full((int(inverse.max()) + 1,), b, dtype=torch.long, device=group.device)
-    best = best.scatter_reduce(0, inverse, rank, reduce="amin")
-    return torch.argsort(rank)[best]
+    return first_row_per_video(group, torch.randperm(group.shape[0]).to(group.device))[0]
 
 
 def _centre_sampling(
