@@ -54,7 +54,7 @@ class Predictor:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self.videos_encoded = 0  # raw videos decoded and encoded (not served from the cache)
-        self._word_vectors = torch.from_numpy(self.vocab.vectors).to(self.device)
+        self._word_vectors = torch.from_numpy(self.vocab.vectors)  # a view; rows are gathered on the host
 
     @classmethod
     def from_checkpoint(cls, path: Union[str, Path], device: Optional[str] = None, encoder: Optional["FrameEncoder"] = None,
@@ -165,15 +165,15 @@ class Predictor:
                 raise DataError(None, f"query {q!r} has no known words for this checkpoint's vocabulary")
             ids.append(torch.from_numpy(row))
         B, T = len(qs), enc.features.shape[0]
-        word_ids = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True).to(self.device)
+        word_ids = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True)
         word_mask = word_ids > 0
         video = torch.as_tensor(enc.features, dtype=torch.float32).to(self.device)
         return Batch(
             video=video[None].expand(B, -1, -1),
             video_mask=torch.ones(1, T, dtype=torch.bool, device=self.device).expand(B, -1),
-            words=self._word_vectors[word_ids] * word_mask[..., None],
-            word_mask=word_mask,
-            word_ids=word_ids,
+            words=(self._word_vectors[word_ids] * word_mask[..., None]).to(self.device),
+            word_mask=word_mask.to(self.device),
+            word_ids=word_ids.to(self.device),
             duration=torch.full((B,), float(enc.duration), device=self.device),
             video_group=torch.zeros(B, dtype=torch.long, device=self.device),
             index=torch.arange(offset, offset + B, device=self.device),
