@@ -1,49 +1,71 @@
-"""Forward time of 100 queries on one video for the point models: video encoded per pair vs once per video.
+"""Forward + top-5 decode of 100 queries on one video: video branch run per pair vs once per video.
 
-    OMP_NUM_THREADS=1 python benchmarks/shared_video.py
+    python benchmarks/shared_video.py --threads 1 [--models tan2d vlanet] [--queries 100]
+
+"Per pair" gives every row its own ``video_group`` (as if each query came with
+its own copy of the video), so the model encodes the clips once per row; "once
+per video" is the batch ``Predictor`` builds (one group). Same weights, same
+inputs, same outputs (tests/test_predictor_batch.py checks the outputs agree).
+Each model at its Charades-STA config (the synthetic one where it has none).
 """
 
+from __future__ import annotations
+
+import argparse
 import time
+from dataclasses import replace
 
 import torch
 
-import momentloc.models.point_layers as PL
-from momentloc.config import load_config
-from momentloc.data.random_batch import random_batch
-from momentloc.models.base import InputSpec
-from momentloc.models.build import build_model
+import benchlib
 
-torch.set_num_threads(1)
-real = PL.first_row_per_video
-
-
-def identity(group):
-    """Every pair its own video (the behaviour before the shared encoding)."""
-    r = torch.arange(group.shape[0])
-    return r, r
+MODELS = ("fsan", "sg_sci", "snag", "span", "tan2d", "viga", "vlanet")
 
 
 @torch.no_grad()
-def median_seconds(model: torch.nn.Module, batch, repeats: int) -> float:
-    """Median forward time after one warm-up call."""
-    model(batch)
+def median_ms(net: torch.nn.Module, batch, repeats: int) -> float:
+    """Median time of forward + decode after one warm-up call."""
+    net.decode(net(batch), batch, 5)
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        model(batch)
+        net.decode(net(batch), batch, 5)
         times.append(time.perf_counter() - t)
-    return sorted(times)[len(times) // 2]
+    return 1e3 * sorted(times)[len(times) // 2]
 
 
-for name in ("viga_charades_sta", "sg_sci_charades_sta"):
-    cfg = load_config(f"configs/experiment/{name}.yaml")
-    spec = InputSpec(video_dim=cfg.data.feature_dim, text_dim=300, vocab_size=200, num_clips=cfg.data.num_clips)
-    model = build_model(cfg, spec).eval()
-    T = cfg.data.num_clips or cfg.data.max_clips or 128
-    b = random_batch(100, T, cfg.data.feature_dim, num_words=10, text_dim=300, vocab_size=200, supervision="point", queries_per_video=100)
-    one = random_batch(1, T, cfg.data.feature_dim, num_words=10, text_dim=300, vocab_size=200, supervision="point")
-    res = {}
-    for label, fn in (("per pair", identity), ("once per video", real)):
-        PL.first_row_per_video = fn
-        res[label] = (median_seconds(model, b, 3), median_seconds(model, one, 5))
-    print(name, T, {k: f"100q {v[0]*1000:.0f} ms, 1q {v[1]*1000:.0f} ms, ratio {v[0]/v[1]:.1f}x" for k, v in res.items()})
+def measure(model: str, queries: int, repeats: int) -> dict[str, float]:
+    """Milliseconds for ``queries`` queries on one video (per pair, once per video) and for one query."""
+    opts = benchlib.Options(quick=True)
+    path, _ = benchlib.find_config(model)
+    cfg = benchlib.load(path, model)
+    shape = benchlib.shape_for(cfg, opts)
+    net, _, _ = benchlib.build(model, cfg, opts)
+    net.eval()
+    one_video = benchlib.make_batch(model, replace(shape, queries_per_video=queries), queries, shape.clips, "cpu")
+    per_pair = replace(one_video, video_group=torch.arange(queries))
+    one = benchlib.make_batch(model, shape, 1, shape.clips, "cpu")
+    return {"per_pair": median_ms(net, per_pair, repeats), "shared": median_ms(net, one_video, repeats),
+            "one": median_ms(net, one, repeats)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"| model | {args.queries} queries, video per pair | once per video | speed-up | one query | "
+          f"{args.queries} / 1 |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for model in args.models:
+        r = measure(model, args.queries, args.repeats)
+        print(f"| {model} | {r['per_pair']:.0f} ms | {r['shared']:.0f} ms | {r['per_pair'] / r['shared']:.2f}x | "
+              f"{r['one']:.1f} ms | {r['shared'] / r['one']:.0f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

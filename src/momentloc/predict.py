@@ -154,7 +154,7 @@ class Predictor:
             feats = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-6)
         if not (dur > 0 and np.isfinite(dur)):
             raise DataError(source, f"duration must be a positive number of seconds, got {dur}")
-        return EncodedVideo(torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32)), dur, name)
+        return EncodedVideo(torch.from_numpy(np.require(feats, np.float32, ["C", "W"])), dur, name)  # W: a read-only file is copied
 
     def _batch(self, enc: EncodedVideo, qs: Sequence[str], offset: int = 0) -> Batch:
         """The queries against one video: its features go to the device once and are shared by every row (a view)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional, TypeVar
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -83,3 +83,33 @@ def first_row_per_video(group: torch.Tensor, order: Optional[torch.Tensor] = Non
     best = torch.full((videos.shape[0],), b, device=group.device, dtype=torch.long)
     best = best.scatter_reduce(0, inverse, rank, reduce="amin")
     return (best if order is None else torch.argsort(rank)[best]), inverse
+
+
+R = TypeVar("R")
+
+
+def _take_rows(x: Any, rows: torch.Tensor) -> Any:
+    """``x[rows]`` for every tensor in a tensor, tuple, list or dict (other values as they are)."""
+    if isinstance(x, torch.Tensor):
+        return x[rows]
+    if isinstance(x, dict):
+        return {k: _take_rows(v, rows) for k, v in x.items()}
+    if isinstance(x, (tuple, list)):
+        return type(x)(_take_rows(v, rows) for v in x)
+    return x
+
+
+def once_per_video(encode: Callable[[torch.Tensor, torch.Tensor], R], batch: Batch, training: bool) -> R:
+    """``encode(video, video_mask)`` for every row of ``batch`` (outputs with the batch as first dim).
+
+    At inference it runs once per distinct video (``Batch.video_group``) and the
+    rows of one video share the result, so many queries on one video cost one
+    video encoding. In training it runs on every row: one dropout draw per pair,
+    and no device sync for ``torch.unique``.
+    """
+    if training:
+        return encode(batch.video, batch.video_mask)
+    first, inverse = first_row_per_video(batch.video_group)
+    if first.shape[0] == batch.video.shape[0]:
+        return encode(batch.video, batch.video_mask)
+    return _take_rows(encode(batch.video[first], batch.video_mask[first]), inverse)

@@ -17,7 +17,13 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
-from momentloc.models.base import GroundingModel, InputSpec, ModelConfig, Output
+from momentloc.models.base import (
+    GroundingModel,
+    InputSpec,
+    ModelConfig,
+    Output,
+    once_per_video,
+)
 from momentloc.models.weak_layers import (
     clip_bounds_to_seconds,
     margin_hinge,
@@ -240,12 +246,11 @@ class FSAN(GroundingModel):
             s = self.text_encoder(s, src_key_padding_mask=~mask)
         return s, mask
 
-    def encode_video(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Clip features with positions: [B,T,d], mask [B,T]."""
-        if batch.video.shape[1] > self.cfg.max_clips:
-            raise ValueError(f"fsan: {batch.video.shape[1]} clips exceed max_clips {self.cfg.max_clips}")
-        v = self.video_fc(batch.video)
-        return v + self.clip_pos[: v.shape[1]], batch.video_mask
+    def encode_video(self, video: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
+        """Clip features with positions: [B,T,d]."""
+        if video.shape[1] > self.cfg.max_clips:
+            raise ValueError(f"fsan: {video.shape[1]} clips exceed max_clips {self.cfg.max_clips}")
+        return self.video_fc(video) + self.clip_pos[: video.shape[1]]
 
     def alignment(self, s: torch.Tensor, s_mask: torch.Tensor, v: torch.Tensor,
                   v_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -259,7 +264,7 @@ class FSAN(GroundingModel):
     def forward(self, batch: Batch) -> Output:
         """Alignment map and candidate-free scores of every segment."""
         s, s_mask = self.encode_text(batch)
-        v, v_mask = self.encode_video(batch)
+        v, v_mask = once_per_video(self.encode_video, batch, self.training), batch.video_mask
         p, s2, v2 = self.alignment(s, s_mask, v, v_mask)
         sc, valid = segment_scores(p, s_mask, v_mask, self.cfg.whole_video, self.cfg.outside_grad)
         n_valid = valid_lengths(v_mask)

@@ -22,7 +22,7 @@ from momentloc.models.base import (
     InputSpec,
     ModelConfig,
     Output,
-    first_row_per_video,
+    once_per_video,
 )
 from momentloc.types import Batch, Moment
 
@@ -191,13 +191,13 @@ class PointEncoder(nn.Module):
         """Projection and self-attention of the clips [B,T,D]. At inference they are computed once per
         distinct video of the batch (many queries on one video cost one video encoding); training keeps
         one dropout draw per pair."""
-        first, inverse = first_row_per_video(batch.video_group)
-        shared = not self.training and first.shape[0] < batch.video.shape[0]
-        video, mask = (batch.video[first], batch.video_mask[first]) if shared else (batch.video, batch.video_mask)
-        v = self.encode_video(video, mask)
-        for layer in self.video_self:
-            v = layer(v, mask)
-        return v[inverse] if shared else v
+        def encode(video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            v = self.encode_video(video, mask)
+            for layer in self.video_self:
+                v = layer(v, mask)
+            return v
+
+        return once_per_video(encode, batch, self.training)
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Encode a batch; returns clips [B,T,D], words [B,L,D], sentence [B,D] and score maps."""

@@ -6,7 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from momentloc.models.base import GroundingModel, InputSpec, ModelConfig, Output
+from momentloc.models.base import (
+    GroundingModel,
+    InputSpec,
+    ModelConfig,
+    Output,
+    once_per_video,
+)
 from momentloc.registry import register_model
 from momentloc.types import Batch, Moment
 
@@ -46,7 +52,7 @@ class SpanModel(GroundingModel):
         """Start and end logits [B,T] (masked to valid clips)."""
         wm = batch.word_mask.float()
         sent = (self.text_proj(batch.words) * wm[..., None]).sum(1) / wm.sum(1, keepdim=True).clamp(min=1)
-        clips = self.video_proj(batch.video)
+        clips = once_per_video(lambda video, _: self.video_proj(video), batch, self.training)
         fused = F.normalize(clips * sent[:, None, :], dim=-1)
         # Packed so that the backward direction never reads padding: outputs do
         # not depend on which other videos share the batch.

@@ -11,7 +11,13 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from momentloc.decode import nms, to_moments
-from momentloc.models.base import GroundingModel, InputSpec, ModelConfig, Output
+from momentloc.models.base import (
+    GroundingModel,
+    InputSpec,
+    ModelConfig,
+    Output,
+    once_per_video,
+)
 from momentloc.models.tan2d_layers import (
     MaskedMapConv,
     MomentMap,
@@ -76,14 +82,16 @@ class Tan2d(GroundingModel):
         h = self.cfg.hidden_size
         return {"clips": h, "sentence": h, "words": h}
 
+    def encode_video(self, video: torch.Tensor, video_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clips resampled to N and projected [B,N,H], and the moment map of their features [B,H,N,N]."""
+        clips = F.relu(self.clip_fc(resample_clips(video, video_mask, self.cfg.num_clips)))
+        return clips, self.map_proj(self.moment_map(clips.transpose(1, 2)))
+
     def forward(self, batch: Batch) -> Output:
         """Score every candidate moment of the N x N map for each pair."""
-        N = self.cfg.num_clips
-        clips = resample_clips(batch.video, batch.video_mask, N)
-        clips = F.relu(self.clip_fc(clips))  # [B,N,H]
+        clips, cells = once_per_video(self.encode_video, batch, self.training)
         words, sentence = self.sentence(batch.words, batch.word_mask)
         mask = self.candidate_mask
-        cells = self.map_proj(self.moment_map(clips.transpose(1, 2)))  # [B,H,N,N]
         fused = F.normalize(cells * self.text_proj(sentence)[:, :, None, None], dim=1) * mask
         logits = self.score(self.tan(fused, mask)).squeeze(1)  # [B,N,N]
         scores = torch.sigmoid(logits) * mask

@@ -18,7 +18,13 @@ import torch.nn.functional as F
 from pydantic import field_validator
 from torch import nn
 
-from momentloc.models.base import GroundingModel, InputSpec, ModelConfig, Output
+from momentloc.models.base import (
+    GroundingModel,
+    InputSpec,
+    ModelConfig,
+    Output,
+    once_per_video,
+)
 from momentloc.models.weak_layers import (
     clip_bounds_to_seconds,
     last_valid,
@@ -190,12 +196,12 @@ class VLANet(GroundingModel):
         q = F.normalize(self.query_fc(h), dim=-1) * mask[..., None].to(h.dtype)
         return q, mask, last_valid(q, mask)
 
-    def encode_video(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def encode_video(self, video: torch.Tensor, video_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """Projected clips and every proposal of every segment group (Eq. 2), unit length."""
-        clips = self.video_fc(self.drop(batch.video))
-        n_valid = valid_lengths(batch.video_mask)
+        clips = self.video_fc(self.drop(video))
+        n_valid = valid_lengths(video_mask)
         start, end, valid = proposal_groups(n_valid, clips.shape[1], self.cfg.windows, self.cfg.stride)
-        props = F.normalize(pool_segments(clips, batch.video_mask, start, end), dim=-1)
+        props = F.normalize(pool_segments(clips, video_mask, start, end), dim=-1)
         return {"clips": clips, "props": props, "start": start, "end": end, "valid": valid,
                 "n_valid": n_valid}
 
@@ -222,7 +228,7 @@ class VLANet(GroundingModel):
 
     def forward(self, batch: Batch) -> Output:
         """Encode both sides, select surrogates, attend, score."""
-        vid = self.encode_video(batch)
+        vid = once_per_video(self.encode_video, batch, self.training)
         q, q_mask, q_last = self.encode_query(batch)
         m = self.match(vid["props"], vid["valid"], q, q_mask, q_last)
         start, end = vid["start"], vid["end"]
