@@ -3,9 +3,14 @@
 import pytest
 import torch
 
-from momentloc.data.dataset import GroundingDataset, VideoCentricSampler
+from momentloc.data.dataset import (
+    GroundingDataset,
+    VideoCentricSampler,
+    VideoOrderSampler,
+)
 from momentloc.data.features import FeatureStore
 from momentloc.data.formats.activitynet import parse_activitynet
+from momentloc.data.formats.didemo import parse_didemo
 from momentloc.data.points import generate_glance
 from momentloc.data.text import load_glove_pickle
 
@@ -90,3 +95,29 @@ def test_video_centric_sampler_shards_ranks(parts):
     b = list(VideoCentricSampler(pairs, 2, 2, seed=0, rank=1, world=2))
     assert len(a) == len(b)
     assert not set(i for x in a for i in x) & set(i for x in b for i in x)
+
+
+def _video_runs(pairs, order) -> int:
+    vids = [pairs[i].video_id for i in order]
+    return sum(1 for j, v in enumerate(vids) if j == 0 or v != vids[j - 1])
+
+
+def test_eval_order_groups_the_queries_of_a_video(need_file):
+    """DiDeMo's test file interleaves its videos' queries (3,995 runs of one video for 1,037 videos);
+    the evaluation order puts each video's queries together, every query once."""
+    pairs = parse_didemo(need_file("didemo/test_data.json"))
+    assert _video_runs(pairs, range(len(pairs))) > 3 * len({p.video_id for p in pairs})
+    order = list(VideoOrderSampler(pairs))
+    assert sorted(order) == list(range(len(pairs)))
+    assert _video_runs(pairs, order) == len({p.video_id for p in pairs})
+
+
+@pytest.mark.parametrize("world", [2, 3, 7])
+def test_eval_order_shards_ranks_contiguously(parts, world):
+    pairs = parts[0]
+    shards = [list(VideoOrderSampler(pairs, rank=r, world=world)) for r in range(world)]
+    assert len({len(s) for s in shards}) == 1  # ranks step in lockstep
+    assert len(shards[0]) * world - len(pairs) < world  # padding: fewer than one row per rank
+    flat = [i for s in shards for i in s]
+    assert flat[: len(pairs)] == list(VideoOrderSampler(pairs))  # one order, cut into pieces
+    assert set(flat) == set(range(len(pairs)))

@@ -17,10 +17,25 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader, DistributedSampler
 
-from momentloc.checkpoint import EMA_KEY, FORMAT, atomic_save, evaluation_state, load_checkpoint
+from momentloc.checkpoint import (
+    EMA_KEY,
+    FORMAT,
+    atomic_save,
+    evaluation_state,
+    load_checkpoint,
+)
 from momentloc.config import ExperimentConfig, OptimConfig, apply_overrides, validate
-from momentloc.data.dataset import GroundingDataset, VideoCentricSampler
-from momentloc.data.sources import build_data, ensure_generated, make_dataset, split_pairs
+from momentloc.data.dataset import (
+    GroundingDataset,
+    VideoCentricSampler,
+    VideoOrderSampler,
+)
+from momentloc.data.sources import (
+    build_data,
+    ensure_generated,
+    make_dataset,
+    split_pairs,
+)
 from momentloc.data.text import Vocabulary
 from momentloc.errors import CheckpointError, ConfigError, MomentlocError
 from momentloc.metrics import evaluate_moments
@@ -357,8 +372,8 @@ class GroundingData(L.LightningDataModule):
 
 
 def eval_loader(ds: GroundingDataset, batch_size: int, rank: int = 0, world: int = 1, workers: int = 0) -> DataLoader:
-    """An in-order loader over one rank's shard (padded with repeats, removed after gathering)."""
-    sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=False)
+    """A loader over one rank's shard, queries grouped by video (padded with repeats, removed after gathering)."""
+    sampler = VideoOrderSampler(ds.pairs, rank=rank, world=world)
     return DataLoader(ds, batch_size=batch_size, sampler=sampler, collate_fn=ds.collate, num_workers=workers)
 
 

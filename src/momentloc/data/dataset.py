@@ -192,3 +192,31 @@ class VideoCentricSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self._batches())
+
+
+class VideoOrderSampler(Sampler[int]):
+    """Evaluation order: each video's queries next to each other, one contiguous shard per rank.
+
+    Videos keep the order in which they first appear; a batch then holds few
+    distinct videos, and models encode each video once for all of its queries
+    in the batch (``Batch.video_group``). With ``world`` ranks the list is cut
+    into equal contiguous shards, the last padded with repeats from the start
+    (they are dropped when the predictions are gathered by ``Batch.index``).
+    """
+
+    def __init__(self, pairs: Sequence[Pair], rank: int = 0, world: int = 1) -> None:
+        by_video: dict[str, list[int]] = {}
+        for i, p in enumerate(pairs):
+            by_video.setdefault(p.video_id, []).append(i)
+        order = [i for rows in by_video.values() for i in rows]
+        world = max(1, world)
+        per_rank = -(-len(order) // world)
+        if order and len(order) < per_rank * world:
+            order = (order * world)[: per_rank * world]
+        self.indices = order[rank * per_rank : (rank + 1) * per_rank]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
