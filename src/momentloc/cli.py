@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import numbers
 import sys
 import time
 from pathlib import Path
@@ -199,6 +200,18 @@ def data_glance(
     typer.echo(f"wrote {len(rows)} point labels to {out}")
 
 
+def _strict_json(obj: object) -> object:
+    """``obj`` with NaN (a metric of an empty breakdown) as null: plain JSON, which jq and browsers read."""
+    if isinstance(obj, dict):
+        return {k: _strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict_json(v) for v in obj]
+    if isinstance(obj, numbers.Real) and not isinstance(obj, numbers.Integral):  # float, numpy floats
+        value = float(obj)
+        return None if value != value else value
+    return obj
+
+
 def _write_json(path: Path, obj: object) -> None:
     import os
     import tempfile
@@ -206,7 +219,7 @@ def _write_json(path: Path, obj: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=1, default=float)
+        json.dump(_strict_json(obj), fh, indent=1, default=float, allow_nan=False)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
