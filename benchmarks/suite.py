@@ -193,18 +193,19 @@ def markdown(result: dict[str, Any]) -> str:
                                  else "growth of ru_maxrss of the measuring process over its size before the model was built") + ".",
               "",
               "| model | config | params | train batch (pairs x clips x dim) | train step / peak | 1 query / peak "
-              f"| {s['queries']} queries on one video / peak | queries/s |",
-              "|---|---|---:|---|---:|---:|---:|---:|"]
+              f"| {s['queries']} queries on one video / peak | queries/s | {s['queries']} / 1 query |",
+              "|---|---|---:|---|---:|---:|---:|---:|---:|"]
     notes: list[str] = []
     for name, r in rows.items():
         if r["status"] != "ok":
-            lines.append(f"| {name} | {r['status']} | | | | | | |")
+            lines.append(f"| {name} | {r['status']} | | | | | | | |")
             continue
         tp = r["throughput"]
         qps = f"{tp['qps']:.1f}" if "qps" in tp else "—"
+        ratio = f"{tp['ms'] / tp['one_query_ms']:.1f}x" if tp.get("one_query_ms") else "—"
         params = f"{r['params'] / 1e6:.2f} M" if "params" in r else "—"
         lines.append(f"| {name} | {r['config']} | {params} | {_batch(r['batch'])} | {_cell(r['train'])} "
-                     f"| {_cell(r['infer'])} | {_cell(tp)} | {qps} |")
+                     f"| {_cell(r['infer'])} | {_cell(tp)} | {qps} | {ratio} |")
         for kind in ("train", "infer", "throughput"):
             if "error" in r[kind] and not r[kind].get("timeout"):
                 notes.append(f"{name} {kind}: {r[kind]['error']}")

@@ -39,7 +39,7 @@ def test_every_measurement_has_positive_numbers(result: dict) -> None:
         for kind in ("train", "infer", "throughput"):
             assert "error" not in row[kind], (name, kind, row[kind])
             assert row[kind]["ms"] > 0 and row[kind]["peak_mb"] >= 0
-        assert row["throughput"]["qps"] > 0 and row["throughput"]["queries"] == 6
+        assert row["throughput"]["qps"] > 0 and row["throughput"]["queries"] == 6 and row["throughput"]["one_query_ms"] > 0
         assert [p["clips"] for p in row["scaling"]] == [16, 32]
         for point in row["scaling"]:
             assert point["ms"] > 0 and point["peak_mb"] >= 0, point
