@@ -261,3 +261,39 @@ def test_tiled_convolution_equals_the_full_one_on_the_upper_triangle(n: int, ker
 
 def test_small_maps_are_convolved_whole() -> None:
     assert triangle_tile(16) is None and triangle_tile(32) is None and triangle_tile(64) == 8
+
+
+def test_banded_convolution_keeps_only_its_input_and_weight_for_backward() -> None:
+    """Autograd's own ops would also keep every band's padded copy (about 0.6 of a map per layer)."""
+    x = torch.randn(2, 4, 64, 64, requires_grad=True)
+    w = torch.randn(3, 4, 5, 5, requires_grad=True)
+    saved: list[int] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved.append(t.numel() * t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = upper_tile_conv(x, w, 2, triangle_tile(64))
+    assert sum(saved) == x.numel() * 4 + w.numel() * 4
+    y.sum().backward()
+    assert x.grad is not None and w.grad is not None
+
+
+def test_banded_convolution_under_bf16_autocast() -> None:
+    torch.manual_seed(0)
+    n, kernel = 64, 5
+    x = torch.randn(2, 4, n, n, requires_grad=True)
+    w = torch.randn(3, 4, kernel, kernel, requires_grad=True)
+    upper = torch.ones(n, n, dtype=torch.bool).triu()
+    weight = torch.rand(n, n) * upper
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        tiled = upper_tile_conv(x, w, kernel // 2, triangle_tile(n))
+        full = F.conv2d(x, w, padding=kernel // 2)
+    assert tiled.dtype == full.dtype == torch.bfloat16
+    torch.testing.assert_close(tiled[..., upper], full[..., upper], rtol=1e-2, atol=1e-2)
+    g_tiled = torch.autograd.grad((tiled.float() * weight).sum(), (x, w))
+    g_full = torch.autograd.grad((full.float() * weight).sum(), (x, w))
+    for a, b in zip(g_tiled, g_full):
+        assert a.dtype == torch.float32  # gradients in the inputs' dtype
+        torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2 * float(b.abs().max()))

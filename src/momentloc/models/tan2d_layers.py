@@ -3,7 +3,7 @@ temporal adjacent network, scaled-IoU targets and the sentence encoder."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -127,6 +127,68 @@ def triangle_tile(n: int) -> int | None:
     return n // 8
 
 
+def _band_input(x: torch.Tensor, i: int, tile: int, pad: int) -> tuple[torch.Tensor, int, int, int]:
+    """Band ``i``'s convolution input: its rows with a ``pad``-row halo, from the first column its upper part
+    can see, zero-padded like ``padding=pad``; and where it sits in x (first row, rows, first column)."""
+    n = x.shape[-1]
+    first = max(i * tile - pad, 0)
+    top, bottom = max(i * tile - pad, 0), min((i + 1) * tile + pad, n)
+    inp = x[:, :, top:bottom, first:]
+    inp = F.pad(inp, (pad - (i * tile - first), pad, pad - (i * tile - top), pad - (bottom - (i + 1) * tile)))
+    if x.is_cuda:  # cuDNN's bf16/fp16 convolutions run fastest on NHWC
+        inp = inp.contiguous(memory_format=torch.channels_last)
+    return inp, top, bottom - top, first
+
+
+class _UpperTileConv(torch.autograd.Function):
+    """The banded convolution as one autograd node that keeps only its input map and weight for backward.
+
+    Built from autograd's own ops, every band's padded copy would be saved too
+    (about 0.6 of a map per layer); here backward rebuilds each band from x.
+    Under autocast the map is cast once (not band by band) and kept in the
+    autocast dtype.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, pad: int, tile: int) -> torch.Tensor:
+        device = x.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+        xc, w = x.to(dtype), weight.to(dtype)
+        n = x.shape[-1]
+        out = xc.new_zeros(x.shape[0], weight.shape[0], n, n)
+        with torch.autocast(device, enabled=False):
+            for i in range(n // tile):
+                out[:, :, i * tile : (i + 1) * tile, i * tile :] = F.conv2d(_band_input(xc, i, tile, pad)[0], w)
+        ctx.save_for_backward(xc, weight)
+        ctx.pad, ctx.tile, ctx.x_dtype = pad, tile, x.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor], None, None]:
+        xc, weight = ctx.saved_tensors
+        pad, tile, n = ctx.pad, ctx.tile, xc.shape[-1]
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_x = torch.zeros_like(xc) if need_x else None
+        acc = torch.promote_types(weight.dtype, torch.float32)  # bf16 bands' weight gradients add up in fp32
+        grad_w = torch.zeros_like(weight, dtype=acc) if need_w else None
+        w = weight.to(xc.dtype)
+        with torch.autocast(xc.device.type, enabled=False):
+            for i in range(n // tile):
+                inp, top, rows, first = _band_input(xc, i, tile, pad)
+                g = grad[:, :, i * tile : (i + 1) * tile, i * tile :].to(xc.dtype)
+                if xc.is_cuda:
+                    g = g.contiguous(memory_format=torch.channels_last)
+                g_inp, g_w, _ = torch.ops.aten.convolution_backward(
+                    g, inp, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [need_x, need_w, False])
+                if grad_w is not None:
+                    grad_w += g_w.to(acc)
+                if grad_x is not None:
+                    left, up = pad - (i * tile - first), pad - (i * tile - top)
+                    grad_x[:, :, top : top + rows, first:] += g_inp[:, :, up : up + rows, left : left + n - first]
+        return (grad_x.to(ctx.x_dtype) if grad_x is not None else None,
+                grad_w.to(weight.dtype) if grad_w is not None else None, None, None)
+
+
 def upper_tile_conv(x: torch.Tensor, weight: torch.Tensor, pad: int, tile: int | None) -> torch.Tensor:
     """``F.conv2d(x, weight, padding=pad)`` on the tiles that touch the upper triangle a <= b; zeros elsewhere.
 
@@ -135,28 +197,13 @@ def upper_tile_conv(x: torch.Tensor, weight: torch.Tensor, pad: int, tile: int |
     those columns alone (with its ``pad``-wide halo), as (N / tile)^2 square
     tiles of which only the (i, j >= i) ones are computed: for tile = N / 8,
     36 of 64 tiles, 56 % of the work. The cells computed equal the full
-    convolution's exactly. The bands come from one ``split`` (whose gradient is
-    one concatenation) rather than from slicing the map once per tile, whose
-    gradient would write a zero-filled map-sized tensor per slice. ``tile``
-    None, or a halo wider than a band, convolves the whole map.
+    convolution's exactly. One autograd node (``_UpperTileConv``) keeps only x
+    and the weight for backward. ``tile`` None, or a halo wider than a band,
+    convolves the whole map.
     """
     if tile is None or pad > tile:
         return F.conv2d(x, weight, None, padding=pad)
-    N = x.shape[-1]
-    bands = x.split(tile, dim=2)  # [B,C,tile,N] each
-    rows = []
-    for i, band in enumerate(bands):
-        first = max(i * tile - pad, 0)  # first input column a cell of this band's upper part can see
-        parts = ([bands[i - 1][:, :, tile - pad :, first:]] if i > 0 and pad else []) + [band[:, :, :, first:]]
-        if i + 1 < len(bands) and pad:
-            parts.append(bands[i + 1][:, :, :pad, first:])
-        inp = torch.cat(parts, 2) if len(parts) > 1 else parts[0]
-        inp = F.pad(inp, (pad - (i * tile - first), pad, pad if i == 0 else 0, pad if i + 1 == len(bands) else 0))
-        if x.is_cuda:
-            inp = inp.contiguous(memory_format=torch.channels_last)
-        y = F.conv2d(inp, weight, None)  # [B,C',tile,N - i*tile]
-        rows.append(F.pad(y, (N - y.shape[-1], 0)))
-    return torch.cat(rows, 2)
+    return _UpperTileConv.apply(x, weight, pad, tile)
 
 
 class MaskedMapConv(nn.Module):
