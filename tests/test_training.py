@@ -13,12 +13,8 @@ from conftest import tiny_overrides
 from momentloc.checkpoint import load_checkpoint
 from momentloc.config import load_config
 from momentloc.errors import CheckpointError
-from momentloc.training import (
-    NonFiniteLossError,
-    evaluate_checkpoint,
-    module_from_checkpoint,
-    train,
-)
+from momentloc.loss_watch import NonFiniteLossError
+from momentloc.training import evaluate_checkpoint, module_from_checkpoint, train
 
 
 @pytest.fixture(scope="module")

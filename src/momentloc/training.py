@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader, DistributedSampler
@@ -37,7 +37,8 @@ from momentloc.data.sources import (
     split_pairs,
 )
 from momentloc.data.text import Vocabulary
-from momentloc.errors import CheckpointError, ConfigError, MomentlocError
+from momentloc.errors import CheckpointError, ConfigError
+from momentloc.loss_watch import LossWatch
 from momentloc.metrics import evaluate_moments
 from momentloc.models.base import InputSpec
 from momentloc.models.build import WeightedObjectives, build_model
@@ -54,10 +55,6 @@ def _quiet_lightning() -> None:
 
 
 _quiet_lightning()
-
-
-class NonFiniteLossError(MomentlocError):
-    """Training produced a NaN or infinite loss."""
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -140,6 +137,7 @@ class GroundingModule(L.LightningModule):
         decay = cfg.train.ema_decay
         self.ema: Optional[WeightAverage] = WeightAverage(decay) if decay is not None else None
         self._ema_in_use = False
+        self.loss_watch = LossWatch()
 
     # -- training ---------------------------------------------------------
     def compute_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -157,14 +155,12 @@ class GroundingModule(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         losses = self.compute_losses(batch)
         total = losses["total"]
-        if not torch.isfinite(total):
-            raise NonFiniteLossError(
-                f"non-finite loss ({float(total.detach())}) at step {self.global_step} (epoch {self.current_epoch}); "
-                "the last good checkpoint is kept"
-            )
+        self.loss_watch.push(total, self.global_step, self.current_epoch)  # no device sync on a GPU
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=batch.size, prog_bar=False)
-        self.log("loss", total.detach(), prog_bar=True, batch_size=batch.size, logger=False)
         return total
+
+    def on_train_end(self) -> None:
+        self.loss_watch.check(wait=True)
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
         if self.ema is not None and not self.ema.values:
@@ -178,6 +174,7 @@ class GroundingModule(L.LightningModule):
 
     # -- evaluation -------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
+        self.loss_watch.check(wait=True)  # every training loss read before validation scores these weights
         self._val_rows = []
         self._use_average(True)
 
@@ -222,6 +219,7 @@ class GroundingModule(L.LightningModule):
 
     # -- checkpoint contents ---------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.loss_watch.check(wait=True)  # a non-finite loss stops training before its weights are saved
         checkpoint["momentloc"] = {
             "format": FORMAT,
             "config": self.cfg.model_dump(mode="json"),
@@ -398,8 +396,22 @@ class TrainResult:
     run_dir: Path
 
 
+class _ProgressBar(TQDMProgressBar):
+    """Shows the latest training loss that has reached the host (logging it with ``prog_bar`` would read it
+    from the device on every refresh: a sync per step)."""
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        last = getattr(getattr(pl_module, "loss_watch", None), "last", None)
+        if last is not None:
+            items["loss"] = f"{last:.4g}"
+        return items
+
+
 def _trainer(cfg: ExperimentConfig, run_dir: Path, callbacks: list, devices: Any = None, logger: bool = True) -> L.Trainer:
     t = cfg.train
+    if t.progress:
+        callbacks = [*callbacks, _ProgressBar()]
     loggers: Any = False
     if logger:
         loggers = [CSVLogger(run_dir, name="logs", version=""), TensorBoardLogger(run_dir, name="tb", version="")]
