@@ -228,7 +228,7 @@ class MaskedMapConv(nn.Module):
         n = mask.shape[-1]
         tile = triangle_tile(n)
         upper = torch.ones(n, n, dtype=torch.bool, device=x.device).triu()
-        if x.is_cuda:  # cuDNN's bf16/fp16 convolutions run fastest on NHWC
+        if x.is_cuda and tile is None:  # cuDNN's bf16/fp16 convolutions run fastest on NHWC (bands convert their own)
             x = x.contiguous(memory_format=torch.channels_last)
         m = mask.to(x.dtype)[None, None]
         ones = x.new_ones(1, 1, self.kernel, self.kernel)
