@@ -444,8 +444,11 @@ def input_spec(cfg: ExperimentConfig, vocab: Vocabulary) -> InputSpec:
     return InputSpec(video_dim=cfg.data.feature_dim, text_dim=vocab.dim, vocab_size=len(vocab), num_clips=cfg.data.num_clips)
 
 
-def train(cfg: ExperimentConfig, resume: Optional[str] = None, run_dir: Optional[Path] = None) -> TrainResult:
-    """Train from a config; select the checkpoint on validation; return where it is."""
+def train(cfg: ExperimentConfig, resume: Optional[str] = None, run_dir: Optional[Path] = None,
+          callbacks: Sequence[L.Callback] = ()) -> TrainResult:
+    """Train from a config; select the checkpoint on validation; return where it is.
+
+    ``callbacks`` are extra Lightning callbacks (e.g. timing or early stopping) run with the trainer's own."""
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     from momentloc.registry import get_model_class
 
@@ -461,7 +464,7 @@ def train(cfg: ExperimentConfig, resume: Optional[str] = None, run_dir: Optional
     # A second callback writes last.ckpt every epoch: Lightning's own save_last
     # only fires when the monitored metric improved, which breaks resuming.
     last_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False)
-    trainer = _trainer(cfg, run_dir, [ckpt_cb, last_cb, _EpochSeeder()])
+    trainer = _trainer(cfg, run_dir, [ckpt_cb, last_cb, _EpochSeeder(), *callbacks])
     start = time.perf_counter()
     if resume == "last":
         resume = str(ckpt_dir / "last.ckpt")
