@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -54,26 +54,26 @@ class StepClock(L.Callback):
         return 1e3 * (self.t1 - self.t0) / self.window if self.t1 else float("nan")
 
 
-def trainer_ms(model: str, data: Path, device: str, steps: int, skip: int, out: Path) -> float:
+def trainer_ms(model: str, data: Path, device: str, steps: int, skip: int, out: Path, extra: Sequence[str] = ()) -> float:
     """Milliseconds per training step of ``momentloc train`` (validation off, one epoch long enough)."""
     from momentloc import training
 
     cfg = load_config(bl.CONFIGS / f"{model}_synthetic_ci.yaml", [
         f"data.annotations={data}", f"train.out_dir={out}", f"train.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
         f"train.max_steps={skip + steps}", "train.epochs=1000", "train.check_val_every_n_epoch=1000", "train.num_workers=2",
-        "train.progress=false"])
+        "train.progress=false", *extra])
     clock = StepClock(skip, steps)
     training.train(cfg, callbacks=[clock])
     return clock.ms_per_step
 
 
-def bare_ms(model: str, data: Path, device: str) -> float:
+def bare_ms(model: str, data: Path, device: str, extra: Sequence[str] = ()) -> float:
     """Milliseconds of benchlib's bare step (forward, losses, backward, optimiser) on one batch of the same data."""
     from momentloc.data.sources import build_data
     from momentloc.registry import get_model_class
     from momentloc.training import GroundingModule, input_spec
 
-    cfg = load_config(bl.CONFIGS / f"{model}_synthetic_ci.yaml", [f"data.annotations={data}"])
+    cfg = load_config(bl.CONFIGS / f"{model}_synthetic_ci.yaml", [f"data.annotations={data}", *extra])
     bundle = build_data(cfg.data, get_model_class(model).supervision, seed=0)
     module = GroundingModule(cfg, input_spec(cfg, bundle.vocab), bundle.vocab).to(device)
     loader = DataLoader(bundle.train, batch_size=cfg.train.batch_size, shuffle=True, collate_fn=bundle.train.collate,

@@ -84,3 +84,14 @@ def test_a_model_module_that_fails_to_import_is_a_row(monkeypatch: pytest.Monkey
     out = suite.run([], {"not_a_model": failed["not_a_model"]}, _tiny(), log=lambda *a: None)
     assert out["models"]["not_a_model"]["status"].startswith("import failed: ModuleNotFoundError")
     assert "| not_a_model | import failed" in suite.markdown(out)
+
+
+def test_trainer_steps_are_timed_against_the_bare_step(tiny_synth, tmp_path) -> None:
+    import math
+
+    import trainer_steps
+
+    dims = ["data.feature_dim=16", "data.text.dim=24"]  # the tiny benchmark's
+    trainer = trainer_steps.trainer_ms("span", tiny_synth, "cpu", steps=3, skip=1, out=tmp_path, extra=dims)
+    bare = trainer_steps.bare_ms("span", tiny_synth, "cpu", extra=dims)
+    assert math.isfinite(trainer) and trainer > 0 and bare > 0
