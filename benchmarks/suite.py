@@ -265,6 +265,7 @@ def parse(argv: Optional[list[str]] = None) -> tuple[argparse.Namespace, bl.Opti
     ap.add_argument("--flops", action="store_true", help="count the training step's FLOPs and report TFLOP/s")
     ap.add_argument("--train-clips", type=int, help="clips of the training / 1-query / throughput video (default: the config's)")
     ap.add_argument("--pairs", type=int, help="query-video pairs of the training batch (default: the config's)")
+    ap.add_argument("--query-batch", type=int, default=64, help="queries per Predictor batch in the throughput row")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's; 1 is steadier on a shared machine)")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--md", type=Path, help="write the Markdown tables here")
@@ -277,7 +278,7 @@ def parse(argv: Optional[list[str]] = None) -> tuple[argparse.Namespace, bl.Opti
     opts = bl.Options(device=a.device, bf16=a.bf16, compile=a.compile, quick=a.quick, dataset=a.dataset,
                       warmup=1 if a.quick else 2, repeats=a.repeats or (3 if a.quick else 10),
                       point_limit_s=a.limit, budget_s=a.budget or (10.0 if a.quick else 60.0), mem_bound_gb=bound,
-                      threads=a.threads, clips=a.train_clips, pairs=a.pairs, flops=a.flops)
+                      threads=a.threads, clips=a.train_clips, pairs=a.pairs, flops=a.flops, query_batch=a.query_batch)
     if a.clips:
         opts.scaling_clips = tuple(a.clips)
     if a.no_scaling:
