@@ -46,8 +46,8 @@ if [ "$PART" = speed ]; then  # about 8 minutes on an H200
 elif [ "$PART" = checks ]; then  # about 8 minutes: parity, torch.compile, fp32 against bf16-mixed accuracy
   step parity 90 $PY benchmarks/cuda_parity.py --bf16
   step pytest_cuda 60 $PY -m pytest -q -p no:cacheprovider tests/test_loss_watch.py
-  step trainer 60 $PY benchmarks/trainer_steps.py --device cuda --steps 40
-  step compile_bf16 100 $S --models snag tan2d --bf16 --compile --no-scaling --json "$R/compile_bf16.json" --md "$R/compile_bf16.md"
+  step trainer 90 $PY benchmarks/trainer_steps.py --device cuda --steps 40
+  step compile_bf16 90 $S --models snag tan2d --bf16 --compile --no-scaling --json "$R/compile_bf16.json" --md "$R/compile_bf16.md"
   # The synthetic CI benchmark, each config at its own epochs, fp32 and bf16-mixed side by side (4 runs at once).
   $PY -c "from pathlib import Path; from momentloc.data.synthetic import ensure_synthetic; ensure_synthetic(Path('artifacts/synthetic/ci'), 'ci')"
   for cfg in tan2d_synthetic_ci snag_synthetic_ci; do

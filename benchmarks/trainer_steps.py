@@ -2,9 +2,9 @@
 
 The trainer's step adds what a user's run pays on top of the model: data
 loading, Lightning's loop, logging, the loss check, the weight average, the
-progress bar. Steps per second are taken over a window of steps with the
-device synchronised only at its two ends, so a sync inside the step (a loss
-read on the host) shows as lost overlap. Synthetic CI configs, CI synthetic set.
+progress bar, and (by default) deterministic algorithms. Steps per second are
+taken over a window of steps with the device synchronised only at its two
+ends, so a sync inside the step (a loss read on the host) shows as lost overlap. Synthetic CI configs, CI synthetic set.
 
     python benchmarks/trainer_steps.py --device cuda [--models span tan2d vlanet] [--steps 60]
 """
@@ -95,14 +95,15 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     data = ensure_synthetic(ROOT / "artifacts" / "synthetic" / "ci", "ci")
-    print(f"device {args.device}; {args.steps} steps after {args.skip}")
-    print("| model | bare step | trainer step | trainer / bare |")
-    print("|---|---:|---:|---:|")
+    print(f"device {args.device}; {args.steps} steps after {args.skip}; trainer default: train.deterministic=true")
+    print("| model | bare step | trainer step | trainer, deterministic off | trainer / bare |")
+    print("|---|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
-            t = trainer_ms(model, data, args.device, args.steps, args.skip, Path(tmp))
+            t = trainer_ms(model, data, args.device, args.steps, args.skip, Path(tmp) / "a")
+            free = trainer_ms(model, data, args.device, args.steps, args.skip, Path(tmp) / "b", ["train.deterministic=false"])
             b = bare_ms(model, data, args.device)
-            print(f"| {model} | {b:.1f} ms | {t:.1f} ms | {t / b:.2f}x |", flush=True)
+            print(f"| {model} | {b:.1f} ms | {t:.1f} ms | {free:.1f} ms | {t / b:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":
