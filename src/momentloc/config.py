@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from momentloc.errors import ConfigError
 
@@ -51,6 +51,21 @@ class DataConfig(_Strict):
     # its queries (SnAG); 1 = query-centric.
     queries_per_video: int = 1
     normalize_features: bool = False  # L2-normalise each clip feature
+    # Training only: crop each batch's videos to a random fraction in [lo, hi] of their clips, keeping
+    # more than crop_keep of every labelled window (SnAG's long-video training). Variable length only.
+    crop_ratio: Optional[tuple[float, float]] = None
+    crop_keep: float = Field(default=0.5, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _crop_fits(self) -> "DataConfig":
+        if self.crop_ratio is not None:
+            lo, hi = self.crop_ratio
+            if not 0 < lo <= hi <= 1:
+                raise ValueError(f"crop_ratio must be [lo, hi] with 0 < lo <= hi <= 1, got {list(self.crop_ratio)}")
+            if self.num_clips is not None:
+                raise ValueError("crop_ratio needs num_clips: null (a crop of a video resampled to a fixed length "
+                                 "would no longer have that length)")
+        return self
     skip_bad_rows: bool = False
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from momentloc.data.crop import crop_items
 from momentloc.data.features import FeatureStore, resample
 from momentloc.data.text import Vocabulary
 from momentloc.errors import DataError
@@ -35,6 +36,8 @@ class GroundingDataset(Dataset):
         max_words: int = 32,
         normalize: bool = False,
         cache_videos: int = 4096,
+        crop: Optional[tuple[float, float]] = None,
+        crop_keep: float = 0.5,
     ) -> None:
         if supervision not in SUPERVISIONS:
             raise ValueError(f"supervision must be one of {SUPERVISIONS}, got {supervision!r}")
@@ -48,6 +51,7 @@ class GroundingDataset(Dataset):
         self.normalize = normalize
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._cache_size = cache_videos
+        self.crop, self.crop_keep = crop, crop_keep  # random crops of each batch's videos (training)
         store.check_ids(p.video_id for p in self.pairs)
         if supervision == "point":
             missing = [i for i, p in enumerate(self.pairs) if p.point is None]
@@ -102,7 +106,9 @@ class GroundingDataset(Dataset):
         return item
 
     def collate(self, items: list[dict]) -> Batch:
-        """Pad a list of items into a ``Batch`` (masks mark the valid prefix)."""
+        """Pad a list of items into a ``Batch`` (masks mark the valid prefix), each video cropped once if asked."""
+        if self.crop is not None:
+            items = crop_items(items, self.crop, self.crop_keep)
         return collate(items, self.vocab)
 
 

@@ -103,12 +103,14 @@ def build_vocab(cfg: DataConfig, sentences: list[str]) -> Vocabulary:
     return build_vocabulary(t.kind, text_path(cfg), sentences, t.dim, t.oov, t.lowercase)
 
 
-def make_dataset(cfg: DataConfig, pairs: list[Pair], vocab: Vocabulary, supervision: str) -> GroundingDataset:
-    """A dataset over ``pairs`` with the config's store and resampling."""
+def make_dataset(cfg: DataConfig, pairs: list[Pair], vocab: Vocabulary, supervision: str,
+                 training: bool = False) -> GroundingDataset:
+    """A dataset over ``pairs`` with the config's store and resampling (and its random crops when ``training``)."""
     store = FeatureStore(feature_path(cfg), dim=cfg.feature_dim)
     return GroundingDataset(
         pairs, store, vocab, supervision=supervision, num_clips=cfg.num_clips, max_clips=cfg.max_clips,
         max_words=cfg.text.max_words, normalize=cfg.normalize_features,
+        crop=cfg.crop_ratio if training else None, crop_keep=cfg.crop_keep,
     )
 
 
@@ -118,7 +120,7 @@ def build_data(cfg: DataConfig, supervision: str, seed: int = 0) -> DataBundle:
     train_pairs = split_pairs(cfg, "train", seed)
     val_pairs = split_pairs(cfg, "val", seed)
     vocab = build_vocab(cfg, [p.query for p in train_pairs + val_pairs])
-    train = make_dataset(cfg, train_pairs, vocab, supervision)
+    train = make_dataset(cfg, train_pairs, vocab, supervision, training=True)
     # Validation is scored against windows, so it needs only the store; the
     # model still sees no label it may not (decode gets no labels).
     val = make_dataset(cfg, val_pairs, vocab, "weak")
