@@ -305,6 +305,19 @@ def test_bad_queries_and_options_for_predict(capsys, ckpts, extra: list, query: 
     assert_one_line_error(res, expected)
 
 
+def test_predict_needs_a_query_and_a_readable_queries_file(capsys, ckpts, tmp_path: Path) -> None:
+    base = ["predict", "--checkpoint", ckpts["good"], "--features", ckpts["npy"], "--duration", 10]
+    assert_one_line_error(run_cli(capsys, base), "give at least one --query (or a --queries-file)")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n", encoding="utf-8")
+    assert_one_line_error(run_cli(capsys, [*base, "--queries-file", empty]), "give at least one --query")
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("a person\ncaf\xe9 door\n".encode("latin-1"))
+    assert_one_line_error(run_cli(capsys, [*base, "--queries-file", latin]), f"{latin}:line 2: not UTF-8")
+    missing = tmp_path / "nope.txt"
+    assert_one_line_error(run_cli(capsys, [*base, "--queries-file", missing]), str(missing))
+
+
 def test_good_predict_still_works(capsys, ckpts) -> None:
     res = run_cli(capsys, predict_args(ckpts["good"], ckpts["npy"], "--duration", 10, "--top-k", 2))
     assert res.code == 0 and res.err == "" and "start (s)" in res.out

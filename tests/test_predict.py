@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -124,6 +125,37 @@ def test_cli_predict_prints_moments_and_plots(colours, tmp_path) -> None:
     video = CliRunner().invoke(app, ["predict", "--checkpoint", str(colours["ckpt"]), "--video",
                                      str(colours["videos"] / "colours_004.mp4"), "--query", "red", "--query", "green"])
     assert video.exit_code == 0 and video.output.count("score") == 2
+
+
+def test_cli_predict_many_queries_from_a_file_to_json_lines(colours, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from momentloc.cli import app
+
+    feats = tmp_path / "one.npy"
+    np.save(feats, FeatureStore(colours["store"]).get("colours_004"))
+    queries = tmp_path / "queries.txt"
+    queries.write_text("the screen turns red\n\n  green  \nblue\n", encoding="utf-8")
+    out = tmp_path / "moments.jsonl"
+    args = ["predict", "--checkpoint", str(colours["ckpt"]), "--features", str(feats), "--duration",
+            str(colours["durations"]["colours_004"]), "--query", "red", "--queries-file", str(queries),
+            "--out", str(out), "--top-k", "2", "--batch-size", "2"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^4 queries in [\d.]+ s \(\d+ queries/s", result.output, re.M), result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["query"] for r in rows] == ["red", "the screen turns red", "green", "blue"]
+    duration = colours["durations"]["colours_004"]
+    for r in rows:
+        assert 1 <= len(r["moments"]) <= 2
+        assert all(0 <= s <= e <= duration + 1e-3 for s, e, _ in r["moments"])
+    # The same moments as one query at a time.
+    from momentloc.predict import Predictor
+
+    pred = Predictor.from_checkpoint(colours["ckpt"], device="cpu")
+    enc = pred.encode_video(np.load(feats), duration=duration)
+    alone = pred.localize(enc, "green", top_k=2)[0]
+    assert rows[2]["moments"] == [[round(m.start, 3), round(m.end, 3), round(m.score, 6)] for m in alone]
 
 
 def test_shipped_charades_video_through_the_whole_path(colours, need_file, tmp_path) -> None:

@@ -263,10 +263,39 @@ def extract(
         sys.exit(1)
 
 
+def _read_queries(path: Path) -> list[str]:
+    from momentloc.data.formats import read_text
+
+    return [line.strip() for line in read_text(path).splitlines() if line.strip()]
+
+
+def _write_moments(path: Path, queries: List[str], results: list) -> None:
+    """One JSON line per query: the query and its moments as [start, end, score] (seconds)."""
+    lines = [json.dumps({"query": q, "moments": [[round(m.start, 3), round(m.end, 3), round(m.score, 6)] for m in ms]})
+             for q, ms in zip(queries, results)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _print_moments(queries: List[str], results: list, video: str) -> None:
+    from rich.table import Table
+
+    for q, moments in zip(queries, results):
+        table = Table(title=f'"{q}"  ({video})')
+        for col in ("#", "start (s)", "end (s)", "score"):
+            table.add_column(col, justify="right")
+        for i, m in enumerate(moments, 1):
+            table.add_row(str(i), f"{m.start:.2f}", f"{m.end:.2f}", f"{m.score:.4f}")
+        _console().print(table)
+
+
 @app.command()
 def predict(
     checkpoint: Path = typer.Option(..., help="A momentloc checkpoint (.ckpt)."),
-    query: List[str] = typer.Option(..., help="The sentence to ground (repeatable)."),
+    query: List[str] = typer.Option([], help="The sentence to ground (repeatable)."),
+    queries_file: Optional[Path] = typer.Option(None, help="More sentences, one per line (blank lines skipped)."),
+    out: Optional[Path] = typer.Option(None, help="Write the moments as JSON lines here instead of printing tables."),
+    batch_size: int = typer.Option(64, min=1, help="Queries per forward pass."),
     video: Optional[Path] = typer.Option(None, help="A video file (encoded as the checkpoint's features were)."),
     features: Optional[Path] = typer.Option(None, help="Clip features [T, D] as .npy (instead of --video)."),
     duration: Optional[float] = typer.Option(None, help="Video duration in seconds (with --features)."),
@@ -285,6 +314,9 @@ def predict(
         raise MomentlocError("give exactly one of --video or --features")
     if features is not None and duration is None:
         raise MomentlocError("--features needs --duration (seconds)")
+    query = list(query) + (_read_queries(queries_file) if queries_file is not None else [])
+    if not query:
+        raise MomentlocError("give at least one --query (or a --queries-file)")
     pred = Predictor.from_checkpoint(checkpoint, device=device, weights=weights)
     if video is not None:
         enc = pred.encode_video(video)
@@ -292,16 +324,16 @@ def predict(
         from momentloc.data.features import load_npy
 
         enc = pred.encode_video(load_npy(features), duration=duration, source=str(features))
-    results = pred.localize(enc, query, top_k=top_k)
-    from rich.table import Table
-
-    for q, moments in zip(query, results):
-        table = Table(title=f'"{q}"  ({enc.name}, {enc.duration:.1f} s)')
-        for col in ("#", "start (s)", "end (s)", "score"):
-            table.add_column(col, justify="right")
-        for i, m in enumerate(moments, 1):
-            table.add_row(str(i), f"{m.start:.2f}", f"{m.end:.2f}", f"{m.score:.4f}")
-        _console().print(table)
+    start = time.perf_counter()
+    results = pred.localize(enc, query, top_k=top_k, batch_size=batch_size)
+    seconds = time.perf_counter() - start
+    if out is not None:
+        _write_moments(out, query, results)
+        typer.echo(f"moments: {out}")
+    else:
+        _print_moments(query, results, f"{enc.name}, {enc.duration:.1f} s")
+    typer.echo(f"{len(query)} queries in {seconds:.2f} s ({len(query) / max(seconds, 1e-9):.0f} queries/s, "
+               "the video's encoding excluded)")
     if plot:
         from momentloc.viz import plot_timeline
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-from momentloc.data.formats._common import ParseReport, PathLike, SkippedRowWarning, read_bytes
+from momentloc.data.formats._common import ParseReport, PathLike, SkippedRowWarning, read_bytes, read_text
 from momentloc.data.formats import activitynet, charades, didemo, qvhighlights, tacos
 from momentloc.data.formats.activitynet import parse_activitynet
 from momentloc.data.formats.cfmr_glance import parse_cfmr_glance
@@ -48,6 +48,7 @@ __all__ = [
     "guess_format",
     "load_annotation_file",
     "load_pairs",
+    "read_text",
     "split_path",
 ]
 
