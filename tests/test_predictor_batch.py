@@ -82,3 +82,15 @@ def test_queries_on_one_video_encode_it_once(name: str) -> None:
         for a, b in zip(g, w):
             assert (a.start, a.end) == pytest.approx((b.start, b.end), abs=1e-4)
             assert a.score == pytest.approx(b.score, abs=1e-5)
+
+
+@pytest.mark.parametrize("precision, device, enabled", [("bf16-mixed", "cuda", True), ("32-true", "cuda", False),
+                                                        ("bf16-mixed", "cpu", False)])
+def test_predictor_autocasts_like_evaluation(precision: str, device: str, enabled: bool) -> None:
+    """A checkpoint trained in bf16 mixed precision runs its inference in bf16 autocast on a GPU, as eval does."""
+    rng = np.random.default_rng(0)
+    cfg, vocab, model = _model("span", rng)
+    cfg.train.precision = precision
+    pred = Predictor.from_model(model, vocab, cfg)
+    pred.device = torch.device(device)  # the choice only; nothing runs on it here
+    assert pred.autocast_dtype == (torch.bfloat16 if enabled else None)

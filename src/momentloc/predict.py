@@ -179,6 +179,17 @@ class Predictor:
             index=torch.arange(offset, offset + B, device=self.device),
         )
 
+    @property
+    def autocast_dtype(self) -> Optional[torch.dtype]:
+        """bf16 on a GPU for a checkpoint trained in bf16 mixed precision (as ``momentloc eval`` runs it), else None."""
+        bf16 = str(self.cfg.train.precision).startswith("bf16")
+        return torch.bfloat16 if bf16 and self.device.type == "cuda" else None
+
+    def autocast(self) -> torch.autocast:
+        """The autocast context inference runs in (disabled unless ``autocast_dtype`` is set)."""
+        dtype = self.autocast_dtype
+        return torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
     @torch.no_grad()
     def localize(
         self,
@@ -194,15 +205,16 @@ class Predictor:
         out: list[list[Moment]] = []
         for start in range(0, len(qs), batch_size):
             batch = self._batch(enc, qs[start : start + batch_size], start)
-            res = self.model(batch)
-            out.extend(self.model.decode(res, batch, top_k))
+            with self.autocast():  # forward and decode, as evaluation runs them
+                out.extend(self.model.decode(self.model(batch), batch, top_k))
         return out
 
     @torch.no_grad()
     def raw_output(self, video: Union[EncodedVideo, np.ndarray, str, Path], query: str, duration: Optional[float] = None) -> Any:
         """The model's own ``Output`` for one query (e.g. ``score_map`` of tan2d, ``alignment_map`` of fsan)."""
         enc = video if isinstance(video, EncodedVideo) else self.encode_video(video, duration)
-        return self.model(self._batch(enc, [query]))
+        with self.autocast():
+            return self.model(self._batch(enc, [query]))
 
     def query_tokens(self, query: str) -> list[str]:
         """The words of ``query`` as the model reads them (after tokenizing and truncation)."""
