@@ -297,3 +297,21 @@ def test_banded_convolution_under_bf16_autocast() -> None:
     for a, b in zip(g_tiled, g_full):
         assert a.dtype == torch.float32  # gradients in the inputs' dtype
         torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2 * float(b.abs().max()))
+
+
+def test_fusion_on_the_candidate_cells_equals_the_masked_full_map() -> None:
+    """The map projection and fusion run on the candidate cells only; 2D-TAN's form (1x1 conv over the whole
+    map, fuse, normalise, mask) gives the same input to the convolutions."""
+    cfg = load_config(CONFIGS / "tan2d_tacos.yaml", ["model.params.hidden_size=16"])
+    torch.manual_seed(0)
+    model = build_model(cfg, InputSpec(video_dim=cfg.data.feature_dim, text_dim=300, vocab_size=50,
+                                       num_clips=cfg.data.num_clips)).double()
+    mask = model.candidate_mask
+    assert 0 < mask.sum() < mask.numel() / 4  # TACoS's map is sparse: the saving is real
+    video = torch.randn(2, cfg.data.num_clips, cfg.data.feature_dim, dtype=torch.float64)
+    text = torch.randn(2, 16, dtype=torch.float64)
+    clips, cells = model.encode_video(video, torch.ones(video.shape[:2], dtype=torch.bool))
+    sparse = model.moment_map.scatter(F.normalize(cells * text[:, None, :], dim=-1).transpose(1, 2))
+    full_map = model.map_proj(model.moment_map(clips.transpose(1, 2)))
+    full = F.normalize(full_map * text[:, :, None, None], dim=1) * mask
+    torch.testing.assert_close(sparse, full, rtol=1e-12, atol=1e-12)

@@ -68,7 +68,7 @@ class Tan2d(GroundingModel):
         self.moment_map = MomentMap(N, H, cfg.map_variant)
         self.sentence = SentenceEncoder(spec.text_dim, H, cfg.lstm_layers, cfg.bidirectional)
         self.text_proj = nn.Linear(H, H)
-        self.map_proj = nn.Conv2d(H, H, 1)
+        self.map_proj = nn.Conv2d(H, H, 1)  # applied to the candidate cells as a linear map (same weights)
         self.tan = MaskedMapConv(H, cfg.kernel_size, cfg.num_layers)
         self.score = nn.Conv2d(H, 1, 1)
 
@@ -83,17 +83,24 @@ class Tan2d(GroundingModel):
         return {"clips": h, "sentence": h, "words": h}
 
     def encode_video(self, video: torch.Tensor, video_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Clips resampled to N and projected [B,N,H], and the moment map of their features [B,H,N,N]."""
+        """Clips resampled to N and projected [B,N,H], and the projected feature of every candidate cell [B,M,H].
+
+        The 1x1 map projection and the fusion run on the M candidate cells only
+        (the rest of the map is masked to zero before the convolutions anyway):
+        for TACoS's sparse 128 x 128 map that is a fraction of the N^2 cells, and
+        no map-sized tensor is kept for backward before the first convolution.
+        """
         clips = F.relu(self.clip_fc(resample_clips(video, video_mask, self.cfg.num_clips)))
-        return clips, self.map_proj(self.moment_map(clips.transpose(1, 2)))
+        cells = self.moment_map.cell_values(clips.transpose(1, 2)).transpose(1, 2)
+        return clips, F.linear(cells, self.map_proj.weight.flatten(1), self.map_proj.bias)
 
     def forward(self, batch: Batch) -> Output:
         """Score every candidate moment of the N x N map for each pair."""
         clips, cells = once_per_video(self.encode_video, batch, self.training)
         words, sentence = self.sentence(batch.words, batch.word_mask)
         mask = self.candidate_mask
-        fused = F.normalize(cells * self.text_proj(sentence)[:, :, None, None], dim=1) * mask
-        logits = self.score(self.tan(fused, mask)).squeeze(1)  # [B,N,N]
+        fused = F.normalize(cells * self.text_proj(sentence)[:, None, :], dim=-1)  # [B,M,H]
+        logits = self.score(self.tan(self.moment_map.scatter(fused.transpose(1, 2)), mask)).squeeze(1)  # [B,N,N]
         scores = torch.sigmoid(logits) * mask
         clip_mask = torch.ones(clips.shape[:2], dtype=torch.bool, device=clips.device)
         return Output(

@@ -71,12 +71,15 @@ class MomentMap(nn.Module):
         if variant == "conv":
             for kernel, stride, *_ in self.steps:
                 self.convs.append(nn.Conv1d(hidden, hidden, kernel, stride))
-        mask = torch.zeros(num_clips, num_clips, dtype=torch.bool)
         idx = torch.arange(num_clips)
-        mask[idx, idx] = True
-        for _, _, starts, ends in self.steps:
-            mask[starts, ends] = True
+        # Every candidate cell (a, b), in the order cell_values lists them: the diagonal, then each layer's.
+        starts = torch.cat([idx] + [s for _, _, s, _ in self.steps])
+        ends = torch.cat([idx] + [e for _, _, _, e in self.steps])
+        mask = torch.zeros(num_clips, num_clips, dtype=torch.bool)
+        mask[starts, ends] = True
         self.register_buffer("mask", mask, persistent=False)
+        self.register_buffer("cell_start", starts, persistent=False)
+        self.register_buffer("cell_end", ends, persistent=False)
 
     @staticmethod
     def _plan(n: int) -> list[tuple[int, int, torch.Tensor, torch.Tensor]]:
@@ -99,21 +102,24 @@ class MomentMap(nn.Module):
                 scale, layer = scale + 1, 0
         return steps
 
-    def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        """clips [B,H,N] -> map [B,H,N,N] (zeros outside the candidate cells)."""
-        B, H, N = clips.shape
-        idx = torch.arange(N, device=clips.device)
-        values, starts, ends = [clips], [idx], [idx]
-        x = clips
-        for i, (kernel, stride, s, e) in enumerate(self.steps):
+    def cell_values(self, clips: torch.Tensor) -> torch.Tensor:
+        """clips [B,H,N] -> the feature of every candidate cell [B,H,M] (M = ``mask.sum()``, order of ``cell_start``)."""
+        values, x = [clips], clips
+        for i, (kernel, stride, _, _) in enumerate(self.steps):
             x = F.relu(self.convs[i](x)) if self.variant == "conv" else F.max_pool1d(x, kernel, stride)
             values.append(x)
-            starts.append(s.to(clips.device))
-            ends.append(e.to(clips.device))
-        out = clips.new_zeros(B, H, N, N)
-        # One scatter for all scales keeps the autograd graph to a single index_put.
-        out[:, :, torch.cat(starts), torch.cat(ends)] = torch.cat(values, -1)
+        return torch.cat(values, -1)
+
+    def scatter(self, values: torch.Tensor) -> torch.Tensor:
+        """Cell features [B,C,M] -> the map [B,C,N,N], zeros outside the candidate cells."""
+        n = self.num_clips
+        out = values.new_zeros(values.shape[0], values.shape[1], n, n)
+        out[:, :, self.cell_start, self.cell_end] = values  # one index_put: the cells are distinct
         return out
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        """clips [B,H,N] -> map [B,H,N,N] (zeros outside the candidate cells)."""
+        return self.scatter(self.cell_values(clips))
 
 
 # Maps at least this wide are convolved band by band over the upper triangle only.
