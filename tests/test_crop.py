@@ -92,3 +92,15 @@ def test_only_the_training_set_is_cropped(tiny_synth) -> None:
     cfg = load_config(CONFIGS / "span_synthetic_ci.yaml", tiny_overrides(tiny_synth, tiny_synth) + ["data.crop_ratio=[0.9,1.0]"])
     data = build_data(cfg.data, "full")
     assert data.train.crop == (0.9, 1.0) and data.val.crop is None
+
+
+def test_unlabelled_items_are_cropped_anywhere(parts) -> None:
+    pairs, store, vocab = parts
+    ds = GroundingDataset(pairs, store, vocab, "weak")
+    torch.manual_seed(2)
+    items = [ds[i] for i in range(6)]
+    cropped = crop_items(items, (0.5, 0.5), 0.5)
+    for before, after in zip(items, cropped):
+        n = before["video"].shape[0]
+        assert after["video"].shape[0] == max(math.ceil(0.5 * n), 1)
+        assert after["duration"] == pytest.approx(before["duration"] * after["video"].shape[0] / n)
