@@ -224,3 +224,28 @@ def test_learns_synthetic_ci_twice_the_prior(ci_synth, tmp_path: Path) -> None:
 def test_contrastive_variant_learns_synthetic_ci_twice_the_prior(ci_synth, tmp_path: Path) -> None:
     prior, msc = (val_r1(c, ci_synth, tmp_path) for c in ("prior_synthetic_ci", "snag_msc_synthetic_ci"))
     assert msc >= 2 * prior, f"SnAG + contrast R1@0.5 {msc:.1f} vs prior {prior:.1f}"
+
+
+def test_loss_without_boolean_indexing_equals_the_indexed_form() -> None:
+    """Masked sums (no device sync) give the loss and gradients of selecting the valid / positive points."""
+    model = _small().double()
+    b = _batch()
+    b.video, b.words = b.video.double(), b.words.double()
+    out = model(b)
+    new = model.loss(out, b)["total"]
+    params = [p for p in model.parameters() if p.requires_grad]
+    g_new = torch.autograd.grad(new, params, retain_graph=True, allow_unused=True)
+    c = model.cfg
+    labels, gt = model.targets(out, b)
+    logits, offsets = torch.cat(out["logits"], 1), torch.cat(out["offsets"], 1)
+    valid = torch.cat(out["masks"], 1)
+    positive = labels & valid
+    assert 0 < int(positive.sum()) and not bool(valid.all())  # both masks matter here
+    soft = labels[valid].to(logits.dtype) * (1 - c.label_smoothing) + c.label_smoothing / 2
+    cls = sigmoid_focal_loss(logits[valid], soft, c.focal_alpha, c.focal_gamma).sum() / model.loss_norm
+    reg = diou_loss(offsets[positive], gt[positive].to(offsets.dtype)).sum() / model.loss_norm
+    old = cls + c.reg_weight * reg
+    torch.testing.assert_close(new, old, rtol=1e-12, atol=1e-12)
+    for a, g in zip(g_new, torch.autograd.grad(old, params, allow_unused=True)):
+        if a is not None:
+            torch.testing.assert_close(a, g, rtol=1e-10, atol=1e-12)

@@ -245,9 +245,14 @@ class Snag(GroundingModel):
             norm = self.loss_norm
         else:
             norm = self.loss_norm if cfg.loss_norm_momentum > 0 else num_pos.clamp(min=1)
-        soft = labels[valid].to(logits.dtype) * (1 - cfg.label_smoothing) + cfg.label_smoothing / 2
-        cls = L.sigmoid_focal_loss(logits[valid], soft, cfg.focal_alpha, cfg.focal_gamma).sum() / norm
-        reg = L.diou_loss(offsets[positive], gt_offsets[positive]).sum() / norm
+        # Masked sums rather than boolean indexing, which asks the device how many elements it selects (a sync).
+        soft = labels.to(logits.dtype) * (1 - cfg.label_smoothing) + cfg.label_smoothing / 2
+        focal = L.sigmoid_focal_loss(logits, soft, cfg.focal_alpha, cfg.focal_gamma)
+        cls = torch.where(valid, focal, torch.zeros_like(focal)).sum() / norm
+        # Points that are not positive get a dummy unit segment: finite loss, and no gradient reaches them.
+        one, chosen = torch.ones_like(offsets), positive[..., None]
+        diou = L.diou_loss(torch.where(chosen, offsets, one), torch.where(chosen, gt_offsets.to(offsets.dtype), one))
+        reg = torch.where(positive, diou, torch.zeros_like(diou)).sum() / norm
         return {"total": cls + cfg.reg_weight * reg, "cls": cls.detach(), "reg": reg.detach(), "positives": num_pos}
 
     # ------------------------------------------------------------------ decode
