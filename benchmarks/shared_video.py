@@ -43,7 +43,7 @@ def measure(model: str, queries: int, repeats: int) -> dict[str, float]:
     net, _, _ = benchlib.build(model, cfg, opts)
     net.eval()
     one_video = benchlib.make_batch(model, replace(shape, queries_per_video=queries), queries, shape.clips, "cpu")
-    per_pair = replace(one_video, video_group=torch.arange(queries))
+    per_pair = replace(one_video, video_group=torch.arange(queries), num_videos=queries)
     one = benchlib.make_batch(model, shape, 1, shape.clips, "cpu")
     return {"per_pair": median_ms(net, per_pair, repeats), "shared": median_ms(net, one_video, repeats),
             "one": median_ms(net, one, repeats)}

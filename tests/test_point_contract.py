@@ -132,6 +132,6 @@ def test_queries_on_one_video_share_its_encoding(name, parts):
     model.encoder.video_proj.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
     with torch.no_grad():
         shared = model(batch)
-        alone = model(replace(batch, video_group=torch.arange(batch.size)))
+        alone = model(replace(batch, video_group=torch.arange(batch.size), num_videos=batch.size))
     assert calls == [1, batch.size]  # one video encoded, then every row on its own
     torch.testing.assert_close(shared["clip_sim"], alone["clip_sim"], rtol=1e-5, atol=1e-6)

@@ -74,7 +74,7 @@ def test_queries_on_one_video_encode_it_once(name: str) -> None:
         batch = collate(items, vocab)
         assert batch.video_group.unique().numel() == 2
         shared = model.decode(model(batch), batch, 3)
-        alone_batch = replace(batch, video_group=torch.arange(batch.size))
+        alone_batch = replace(batch, video_group=torch.arange(batch.size), num_videos=batch.size)
         alone = model.decode(model(alone_batch), alone_batch, 3)
     assert rows == [2, len(queries)]  # two videos encoded, then every row on its own
     for g, w in zip(shared, alone):

@@ -90,6 +90,22 @@ def test_first_row_per_video() -> None:
     assert first.tolist() == [3, 0, 2] and inverse.tolist() == [1, 1, 2, 0, 2]
 
 
+def test_first_row_per_video_of_numbered_videos_needs_no_unique(monkeypatch) -> None:
+    """With Batch.num_videos (videos numbered 0..V-1, as collate numbers them) no torch.unique runs: a GPU
+    is not asked how many videos there are."""
+    group = torch.tensor([1, 1, 2, 0, 2])
+    want = first_row_per_video(group)
+    monkeypatch.setattr(torch, "unique", lambda *a, **k: (_ for _ in ()).throw(AssertionError("unique called")))
+    got = first_row_per_video(group, num_videos=3)
+    assert [t.tolist() for t in got] == [t.tolist() for t in want] == [[3, 0, 2], [1, 1, 2, 0, 2]]
+    b = _batch()
+    assert b.num_videos == 2 and b.video_group.tolist() == [0, 0, 0, 1, 1, 1]
+    model = _small().eval()
+    with torch.no_grad():
+        out = model(b)  # snag's forward encodes each video once, here without torch.unique
+    assert out["logits"][0].shape[0] == b.size
+
+
 # --------------------------------------------------------------------------- targets
 def test_targets_centre_sampling_and_ranges_by_hand() -> None:
     model = _small(num_levels=3, regression_range=4, range_overlap=0.5, center_radius=1.5)

@@ -177,6 +177,7 @@ class Predictor:
             duration=torch.full((B,), float(enc.duration), device=self.device),
             video_group=torch.zeros(B, dtype=torch.long, device=self.device),
             index=torch.arange(offset, offset + B, device=self.device),
+            num_videos=1,
         )
 
     @property

@@ -56,6 +56,9 @@ class Batch:
     duration [B] seconds, video_group [B] (pairs with the same value share a
     video inside this batch), index [B] (the pairs' positions in the dataset).
     windows [B,2] seconds (full only), point [B] seconds (point only).
+    num_videos: when set, ``video_group`` numbers the batch's videos 0 .. num_videos - 1
+    (every number used, as ``collate`` numbers them), so the rows of each video are
+    found without asking the device for ``torch.unique``.
     """
 
     video: torch.Tensor
@@ -69,6 +72,7 @@ class Batch:
     windows: Optional[torch.Tensor] = None
     point: Optional[torch.Tensor] = None
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    num_videos: Optional[int] = None
 
     @property
     def size(self) -> int:

@@ -141,6 +141,7 @@ def collate(items: list[dict], vocab: Vocabulary) -> Batch:
         duration=torch.tensor([it["duration"] for it in items], dtype=torch.float32),
         video_group=group,
         index=torch.tensor([it["index"] for it in items], dtype=torch.long),
+        num_videos=len(groups),
     )
     if "window" in items[0]:
         batch.windows = torch.stack([it["window"] for it in items])

@@ -59,6 +59,7 @@ def random_batch(
         word_ids=word_ids.long(),
         duration=dur,
         video_group=group,
+        num_videos=int(group[-1]) + 1 if B else 0,
         index=torch.arange(B),
         windows=windows,
         point=point,

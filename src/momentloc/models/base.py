@@ -71,16 +71,24 @@ class GroundingModel(nn.Module, metaclass=ABCMeta):
         """Top-``k`` moments per pair, seconds, best first."""
 
 
-def first_row_per_video(group: torch.Tensor, order: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+def first_row_per_video(group: torch.Tensor, order: Optional[torch.Tensor] = None,
+                        num_videos: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(one batch row per distinct video, sorted by video, and for every row the index of its video).
 
     The row chosen for a video is its first in ``order``, a permutation of the
     rows (default: batch order; a random one draws a row per video uniformly).
+    With ``num_videos`` (``Batch.num_videos``: ``group`` numbers the videos
+    0 .. num_videos - 1) no ``torch.unique`` is needed, so a GPU is not asked
+    for the number of videos.
     """
-    videos, inverse = torch.unique(group, return_inverse=True)
+    if num_videos is None:
+        videos, inverse = torch.unique(group, return_inverse=True)
+        num_videos = int(videos.shape[0])
+    else:
+        inverse = group
     b = group.shape[0]
     rank = torch.arange(b, device=group.device) if order is None else order
-    best = torch.full((videos.shape[0],), b, device=group.device, dtype=torch.long)
+    best = torch.full((num_videos,), b, device=group.device, dtype=torch.long)
     best = best.scatter_reduce(0, inverse, rank, reduce="amin")
     return (best if order is None else torch.argsort(rank)[best]), inverse
 
@@ -109,7 +117,7 @@ def once_per_video(encode: Callable[[torch.Tensor, torch.Tensor], R], batch: Bat
     """
     if training:
         return encode(batch.video, batch.video_mask)
-    first, inverse = first_row_per_video(batch.video_group)
+    first, inverse = first_row_per_video(batch.video_group, num_videos=batch.num_videos)
     if first.shape[0] == batch.video.shape[0]:
         return encode(batch.video, batch.video_mask)
     return _take_rows(encode(batch.video[first], batch.video_mask[first]), inverse)

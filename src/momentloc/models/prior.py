@@ -100,4 +100,5 @@ def fit_prior_moments(train_pairs, eval_pairs, k: int = 5, bins: int = 20) -> li
 def _label_batch(duration: torch.Tensor, windows) -> Batch:
     z = torch.zeros(len(duration), 1)
     return Batch(video=z, video_mask=z.bool(), words=z, word_mask=z.bool(), word_ids=z.long(), duration=duration,
-                 video_group=z.long(), index=torch.arange(len(duration)), windows=windows)
+                 video_group=z.long(), index=torch.arange(len(duration)), windows=windows,
+                 num_videos=1 if len(duration) else 0)

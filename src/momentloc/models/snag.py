@@ -176,7 +176,7 @@ class Snag(GroundingModel):
 
     def forward(self, batch: Batch) -> Output:
         """Encode each video once, each query once, fuse every query into its video's pyramid."""
-        first, inverse = first_row_per_video(batch.video_group)
+        first, inverse = first_row_per_video(batch.video_group, num_videos=batch.num_videos)
         base, levels, masks = self.encode_video(batch.video[first], batch.video_mask[first])
         tokens, token_mask, words = self.text_net(batch.words, batch.word_mask)
         logits, offsets, pair_levels, pair_masks = [], [], [], []

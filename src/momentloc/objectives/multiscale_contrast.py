@@ -11,7 +11,7 @@ same video outside that moment are drawn as negatives N(l).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -45,9 +45,9 @@ class LevelSample:
     neg: torch.Tensor  # [V,T_l] bool
 
 
-def sample_query_per_video(group: torch.Tensor) -> torch.Tensor:
+def sample_query_per_video(group: torch.Tensor, num_videos: Optional[int] = None) -> torch.Tensor:
     """Eq. 10: one uniformly drawn batch row per distinct ``video_group`` value (sorted by video)."""
-    return first_row_per_video(group, torch.randperm(group.shape[0]).to(group.device))[0]
+    return first_row_per_video(group, torch.randperm(group.shape[0]).to(group.device), num_videos)[0]
 
 
 def _centre_sampling(
@@ -84,7 +84,7 @@ def build_samples(out: Output, batch: Batch, cfg: ContrastConfig) -> tuple[Level
     if cached is not None:
         return cached
     emb = out.embeddings
-    rows = sample_query_per_video(batch.video_group)
+    rows = sample_query_per_video(batch.video_group, batch.num_videos)
     window = (batch.windows[rows].float() / batch.duration[rows].float()[:, None]).clamp(0, 1)
     n_clips = emb["clip_mask"][rows].sum(1, keepdim=True).float()
     strides = emb.get("level_strides") or [max(1, round(emb["clips"].shape[1] / f.shape[1])) for f in emb["levels"]]
