@@ -178,6 +178,8 @@ class Predictor:
             video_group=torch.zeros(B, dtype=torch.long, device=self.device),
             index=torch.arange(offset, offset + B, device=self.device),
             num_videos=1,
+            word_lengths=tuple(len(row) for row in ids),
+            video_lengths=(T,) * B,
         )
 
     @property

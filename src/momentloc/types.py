@@ -58,7 +58,9 @@ class Batch:
     windows [B,2] seconds (full only), point [B] seconds (point only).
     num_videos: when set, ``video_group`` numbers the batch's videos 0 .. num_videos - 1
     (every number used, as ``collate`` numbers them), so the rows of each video are
-    found without asking the device for ``torch.unique``.
+    found without asking the device for ``torch.unique``. word_lengths / video_lengths:
+    when set, the valid words / clips of each row, known on the host, so that packing
+    a sequence for an RNN does not read them back from the device.
     """
 
     video: torch.Tensor
@@ -73,6 +75,8 @@ class Batch:
     point: Optional[torch.Tensor] = None
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
     num_videos: Optional[int] = None
+    word_lengths: Optional[tuple[int, ...]] = None
+    video_lengths: Optional[tuple[int, ...]] = None
 
     @property
     def size(self) -> int:

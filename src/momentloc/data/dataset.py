@@ -142,6 +142,8 @@ def collate(items: list[dict], vocab: Vocabulary) -> Batch:
         video_group=group,
         index=torch.tensor([it["index"] for it in items], dtype=torch.long),
         num_videos=len(groups),
+        word_lengths=tuple(len(it["word_ids"]) for it in items),
+        video_lengths=tuple(int(it["video"].shape[0]) for it in items),
     )
     if "window" in items[0]:
         batch.windows = torch.stack([it["window"] for it in items])

@@ -60,6 +60,8 @@ def random_batch(
         duration=dur,
         video_group=group,
         num_videos=int(group[-1]) + 1 if B else 0,
+        word_lengths=tuple(word_mask.sum(1).tolist()),
+        video_lengths=tuple(video_mask.sum(1).tolist()),
         index=torch.arange(B),
         windows=windows,
         point=point,

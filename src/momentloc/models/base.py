@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Optional, TypeVar
+from typing import Any, Callable, ClassVar, Optional, Sequence, TypeVar
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -69,6 +69,14 @@ class GroundingModel(nn.Module, metaclass=ABCMeta):
     @abstractmethod
     def decode(self, out: Output, batch: Batch, k: int = 5) -> list[list[Moment]]:
         """Top-``k`` moments per pair, seconds, best first."""
+
+
+def host_lengths(mask: torch.Tensor, known: Optional[Sequence[int]] = None) -> torch.Tensor:
+    """Valid entries per row (at least 1) as a CPU tensor, for ``pack_padded_sequence``: from ``known``
+    (``Batch.word_lengths`` / ``video_lengths``) when given, else counted on the device and read back (a sync)."""
+    if known is not None:
+        return torch.tensor(known, dtype=torch.long).clamp(min=1)
+    return mask.sum(1).clamp(min=1).cpu()
 
 
 def first_row_per_video(group: torch.Tensor, order: Optional[torch.Tensor] = None,

@@ -10,7 +10,7 @@ expands the best-matching clip into a moment.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,7 @@ from momentloc.models.base import (
     InputSpec,
     ModelConfig,
     Output,
+    host_lengths,
     once_per_video,
 )
 from momentloc.types import Batch, Moment
@@ -171,10 +172,9 @@ class PointEncoder(nn.Module):
         # gca: {"alpha", "video", "text", "prior"} or None for the plain pipeline.
         self.gca = gca
 
-    def encode_words(self, words: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """GloVe vectors [B,L,E] -> BiGRU states + learnable positions [B,L,D]."""
-        lengths = mask.sum(1).clamp(min=1).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(words, lengths, batch_first=True, enforce_sorted=False)
+    def encode_words(self, words: torch.Tensor, mask: torch.Tensor, lengths: Optional[Sequence[int]] = None) -> torch.Tensor:
+        """GloVe vectors [B,L,E] -> BiGRU states + learnable positions [B,L,D] (``lengths``: valid words, if known on the host)."""
+        packed = nn.utils.rnn.pack_padded_sequence(words, host_lengths(mask, lengths), batch_first=True, enforce_sorted=False)
         out, _ = self.gru(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=words.shape[1])
         L = words.shape[1]
@@ -203,7 +203,7 @@ class PointEncoder(nn.Module):
         """Encode a batch; returns clips [B,T,D], words [B,L,D], sentence [B,D] and score maps."""
         v_mask, w_mask = batch.video_mask, batch.word_mask
         v = self.encode_clips(batch)
-        w = self.encode_words(batch.words, w_mask)
+        w = self.encode_words(batch.words, w_mask, batch.word_lengths)
         for layer in self.word_self:
             w = layer(w, w_mask)
         w2v = v2w = None

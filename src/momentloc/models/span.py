@@ -11,6 +11,7 @@ from momentloc.models.base import (
     InputSpec,
     ModelConfig,
     Output,
+    host_lengths,
     once_per_video,
 )
 from momentloc.registry import register_model
@@ -56,7 +57,7 @@ class SpanModel(GroundingModel):
         fused = F.normalize(clips * sent[:, None, :], dim=-1)
         # Packed so that the backward direction never reads padding: outputs do
         # not depend on which other videos share the batch.
-        lengths = batch.video_mask.sum(1).clamp(min=1).cpu()
+        lengths = host_lengths(batch.video_mask, batch.video_lengths)
         packed = nn.utils.rnn.pack_padded_sequence(fused, lengths, batch_first=True, enforce_sorted=False)
         ctx, _ = self.gru(packed)
         ctx, _ = nn.utils.rnn.pad_packed_sequence(ctx, batch_first=True, total_length=fused.shape[1])

@@ -97,7 +97,7 @@ class Tan2d(GroundingModel):
     def forward(self, batch: Batch) -> Output:
         """Score every candidate moment of the N x N map for each pair."""
         clips, cells = once_per_video(self.encode_video, batch, self.training)
-        words, sentence = self.sentence(batch.words, batch.word_mask)
+        words, sentence = self.sentence(batch.words, batch.word_mask, batch.word_lengths)
         mask = self.candidate_mask
         fused = F.normalize(cells * self.text_proj(sentence)[:, None, :], dim=-1)  # [B,M,H]
         logits = self.score(self.tan(self.moment_map.scatter(fused.transpose(1, 2)), mask)).squeeze(1)  # [B,N,N]

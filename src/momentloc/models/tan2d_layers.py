@@ -3,12 +3,14 @@ temporal adjacent network, scaled-IoU targets and the sentence encoder."""
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from momentloc.models.base import host_lengths
 
 # Moments up to this many clips are all candidates (2D-TAN: "N = 16 dense").
 DENSE_SPAN = 16
@@ -295,10 +297,10 @@ class SentenceEncoder(nn.Module):
         self.lstm = nn.LSTM(text_dim, per_dir, num_layers=layers, batch_first=True, bidirectional=bidirectional)
         self.bidirectional = bidirectional
 
-    def forward(self, words: torch.Tensor, word_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """words [B,L,E], mask [B,L] -> (per-word states [B,L,H], sentence [B,H])."""
-        lengths = word_mask.sum(1).clamp(min=1).cpu()
-        packed = pack_padded_sequence(words, lengths, batch_first=True, enforce_sorted=False)
+    def forward(self, words: torch.Tensor, word_mask: torch.Tensor,
+                lengths: Optional[Sequence[int]] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """words [B,L,E], mask [B,L] (and the lengths, if known on the host) -> (per-word states [B,L,H], sentence [B,H])."""
+        packed = pack_padded_sequence(words, host_lengths(word_mask, lengths), batch_first=True, enforce_sorted=False)
         states, (h_n, _) = self.lstm(packed)
         states, _ = pad_packed_sequence(states, batch_first=True, total_length=words.shape[1])
         sentence = torch.cat([h_n[-2], h_n[-1]], -1) if self.bidirectional else h_n[-1]

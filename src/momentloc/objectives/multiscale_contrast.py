@@ -103,16 +103,6 @@ def build_samples(out: Output, batch: Batch, cfg: ContrastConfig) -> tuple[Level
     return result
 
 
-def _gather(sample: LevelSample, which: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features of the selected points packed to [V,K,H] with a validity mask [V,K] (K = max count)."""
-    k = max(int(which.sum(1).max()), 1)
-    score = which.float() + torch.linspace(1e-3, 0, which.shape[1], device=which.device)[None]
-    idx = score.topk(k, dim=1).indices
-    ok = which.gather(1, idx)
-    feats = sample.feats.gather(1, idx[..., None].expand(-1, -1, sample.feats.shape[-1]))
-    return feats, ok
-
-
 def info_nce(
     anchors: torch.Tensor, anchor_ok: torch.Tensor, pos: torch.Tensor, pos_ok: torch.Tensor,
     neg: torch.Tensor, neg_ok: torch.Tensor, cfg: ContrastConfig, exclude_self: bool,
@@ -158,9 +148,9 @@ class WithinScaleContrast(Objective):
         total = levels[0].feats.new_zeros(())
         count = torch.zeros((), dtype=torch.long, device=total.device)
         for lv in levels:
-            p, p_ok = _gather(lv, lv.pos)
-            n, n_ok = _gather(lv, lv.neg)
-            s, c = info_nce(p, p_ok, p, p_ok, n, n_ok, self.cfg, exclude_self=True)
+            # Every point of the level takes part, its role given by the masks: packing the selected points
+            # would need their count on the host (a device sync) for a tensor shape.
+            s, c = info_nce(lv.feats, lv.pos, lv.feats, lv.pos, lv.feats, lv.neg, self.cfg, exclude_self=True)
             total, count = total + s, count + c
         return {"total": _reduce(total, count, self.cfg), "pairs": count.float()}
 
@@ -178,12 +168,9 @@ class CrossScaleContrast(Objective):
     def forward(self, out: Output, batch: Batch) -> dict[str, torch.Tensor]:
         """L_cross: anchors from Z^0, positives / negatives from Z^1..Z^L."""
         base, levels = build_samples(out, batch, self.cfg)
-        a, a_ok = _gather(base, base.pos)
-        total = a.new_zeros(())
+        total = base.feats.new_zeros(())
         count = torch.zeros((), dtype=torch.long, device=total.device)
         for lv in levels:
-            p, p_ok = _gather(lv, lv.pos)
-            n, n_ok = _gather(lv, lv.neg)
-            s, c = info_nce(a, a_ok, p, p_ok, n, n_ok, self.cfg, exclude_self=False)
+            s, c = info_nce(base.feats, base.pos, lv.feats, lv.pos, lv.feats, lv.neg, self.cfg, exclude_self=False)
             total, count = total + s, count + c
         return {"total": _reduce(total, count, self.cfg), "pairs": count.float()}

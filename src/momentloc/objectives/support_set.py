@@ -197,6 +197,7 @@ class SupportSetCrossSupervision(Objective):
             self.decoder = CaptionDecoder(dim, cfg.caption_hidden or dim, vocab)
             # Eq. 3's Phi': GT clips -> w_i (the support-set form feeds w_i directly, Eq. 7).
             self.gt_head = nn.Linear(dim, dim) if cfg.mode == "gt_clip" else None
+        self._ids_checked = False
 
     def _positives(self, clip_mask: torch.Tensor, batch: Batch) -> torch.Tensor:
         if batch.windows is None:
@@ -235,8 +236,12 @@ class SupportSetCrossSupervision(Objective):
         caption = contrast.new_zeros(())
         if self.decoder is not None:
             ids = batch.word_ids
-            if int(ids.max()) >= self.decoder.vocab_size:
-                raise ValueError(f"sscs: word id {int(ids.max())} outside the vocabulary ({self.decoder.vocab_size})")
+            # Checked on the first batch only: reading the ids back waits for the device, and every batch
+            # comes from the same vocabulary (the one the model was built for).
+            if not self._ids_checked:
+                if int(ids.max()) >= self.decoder.vocab_size:
+                    raise ValueError(f"sscs: word id {int(ids.max())} outside the vocabulary ({self.decoder.vocab_size})")
+                self._ids_checked = True
             logits = self.decoder(cond, ids)
             caption = caption_nll(logits, ids, batch.word_mask.bool(), self.cfg.caption_reduction)
         total = self.cfg.contrast_weight * contrast + self.cfg.caption_weight * caption
