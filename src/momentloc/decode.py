@@ -64,9 +64,9 @@ def _select(
     alive = valid.clone()
     current = scores.clone()
     neg_inf = torch.tensor(float("-inf"), dtype=current.dtype, device=current.device)
+    # Always min(k, n) rounds, without asking the device whether any candidate is left (a sync per round):
+    # a row with none left marks its remaining slots invalid.
     for t in range(min(k, n)):
-        if not bool(alive.any()):
-            break
         # argmax returns the first maximum: equal scores keep input order.
         idx = torch.where(alive, current, neg_inf).argmax(dim=1)
         has = alive[rows, idx]
