@@ -8,6 +8,8 @@ are switched off so that the GPU computes in true fp32).
 
     python benchmarks/cuda_parity.py            # needs a CUDA device
     python benchmarks/cuda_parity.py --bf16     # also: bf16 autocast on the GPU, looser bounds
+    python benchmarks/cuda_parity.py --models tan2d --dataset tacos --set model.params.hidden_size=64 --pairs 2
+                                                # 2D-TAN's banded convolution (N = 128) at a small width
 """
 
 from __future__ import annotations
@@ -47,10 +49,11 @@ def _max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max()) / scale
 
 
-def compare(model: str, bf16: bool, pairs: int = 4, device: str = "cuda") -> dict[str, Any]:
+def compare(model: str, bf16: bool, pairs: int = 4, device: str = "cuda", dataset: str = "charades_sta",
+            overrides: tuple[str, ...] = ()) -> dict[str, Any]:
     """Largest relative differences between the CPU and the GPU run of ``model``."""
-    path, _ = bl.find_config(model)
-    cfg = bl.load(path, model)
+    path, _ = bl.find_config(model, dataset)
+    cfg = bl.load(path, model, list(overrides))
     opts = bl.Options(device="cpu")
     shape = bl.shape_for(cfg, bl.Options(pairs=pairs))
     cpu_net, _, _ = bl.build(model, cfg, opts)
@@ -98,6 +101,9 @@ def main() -> None:
     ap.add_argument("--models", nargs="*")
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--device", default="cuda", help="the device compared with the CPU (cpu: a self-check of this script)")
+    ap.add_argument("--dataset", default="charades_sta", choices=list(bl.DATASETS), help="which paper config to prefer")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="config override a.b=c (repeatable)")
+    ap.add_argument("--pairs", type=int, default=4)
     a = ap.parse_args()
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("cuda_parity: no CUDA device is visible")
@@ -115,7 +121,7 @@ def main() -> None:
               {"forward": 1e-3, "loss": 1e-3, "grad": 1e-2, "top1_of_duration": 1e-3}
         for name in names:
             try:
-                r = compare(name, bf16, device=a.device)
+                r = compare(name, bf16, a.pairs, a.device, a.dataset, tuple(a.overrides))
             except Exception as err:  # one model's failure is a line, not the end of the check
                 print(f"{name:<8} {'bf16' if bf16 else 'fp32'} ERROR {type(err).__name__}: {err}")
                 bad.append(name)

@@ -43,8 +43,9 @@ if [ "$PART" = speed ]; then
     done
   done
   step snag_long 30 $S --models snag --clips 8192 65536 --limit 20 --json "$R/snag_long.json" --md "$R/snag_long.md"
-  step trainer 70 $PY benchmarks/trainer_steps.py --device cuda --steps 40
+  step trainer 60 $PY benchmarks/trainer_steps.py --device cuda --steps 40
   step parity 60 $PY benchmarks/cuda_parity.py --bf16
+  step parity_banded 30 $PY benchmarks/cuda_parity.py --models tan2d --dataset tacos --set model.params.hidden_size=64 --pairs 2 --bf16
   step pytest_cuda 30 $PY -m pytest -q -p no:cacheprovider tests/test_loss_watch.py
 elif [ "$PART" = accuracy ]; then
   # The synthetic CI benchmark, each config at its own epochs, fp32 and bf16-mixed side by side (4 runs at once).
