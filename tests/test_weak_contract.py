@@ -95,7 +95,8 @@ def test_weak_items_and_batches_carry_no_time(parts):
     batch = ds.collate([ds[i] for i in range(8)])
     assert batch.windows is None and batch.point is None and batch.extras == {}
     labels = {f.name for f in fields(Batch)} - {"windows", "point", "extras"}
-    assert labels == {"video", "video_mask", "words", "word_mask", "word_ids", "duration", "video_group", "index"}
+    assert labels == {"video", "video_mask", "words", "word_mask", "word_ids", "duration", "video_group", "index",
+                      "num_videos", "word_lengths", "video_lengths"}  # counts only: no time
 
 
 def test_permuting_windows_keeps_every_batch(parts):
