@@ -135,17 +135,18 @@ def triangle_tile(n: int) -> int | None:
     return n // 8
 
 
-def _band_input(x: torch.Tensor, i: int, tile: int, pad: int) -> tuple[torch.Tensor, int, int, int]:
-    """Band ``i``'s convolution input: its rows with a ``pad``-row halo, from the first column its upper part
-    can see, zero-padded like ``padding=pad``; and where it sits in x (first row, rows, first column)."""
+def _band_input(x: torch.Tensor, i: int, tile: int, pad: int) -> tuple[torch.Tensor, int, int]:
+    """Band ``i``'s convolution input, zero-padded like ``padding=pad``: its rows with a ``pad``-row halo, from
+    the first column its upper part can see; and where it sits in x (its first row, which is also its first
+    column, and its number of rows)."""
     n = x.shape[-1]
     first = max(i * tile - pad, 0)
-    top, bottom = max(i * tile - pad, 0), min((i + 1) * tile + pad, n)
-    inp = x[:, :, top:bottom, first:]
-    inp = F.pad(inp, (pad - (i * tile - first), pad, pad - (i * tile - top), pad - (bottom - (i + 1) * tile)))
+    bottom = min((i + 1) * tile + pad, n)
+    edge = pad - (i * tile - first)  # zero padding before the first row and the first column
+    inp = F.pad(x[:, :, first:bottom, first:], (edge, pad, edge, pad - (bottom - (i + 1) * tile)))
     if x.is_cuda:  # cuDNN's bf16/fp16 convolutions run fastest on NHWC
         inp = inp.contiguous(memory_format=torch.channels_last)
-    return inp, top, bottom - top, first
+    return inp, first, bottom - first
 
 
 class _UpperTileConv(torch.autograd.Function):
@@ -182,7 +183,7 @@ class _UpperTileConv(torch.autograd.Function):
         w = weight.to(xc.dtype)
         with torch.autocast(xc.device.type, enabled=False):
             for i in range(n // tile):
-                inp, top, rows, first = _band_input(xc, i, tile, pad)
+                inp, first, rows = _band_input(xc, i, tile, pad)
                 g = grad[:, :, i * tile : (i + 1) * tile, i * tile :].to(xc.dtype)
                 if xc.is_cuda:
                     g = g.contiguous(memory_format=torch.channels_last)
@@ -191,8 +192,8 @@ class _UpperTileConv(torch.autograd.Function):
                 if grad_w is not None:
                     grad_w += g_w.to(acc)
                 if grad_x is not None:
-                    left, up = pad - (i * tile - first), pad - (i * tile - top)
-                    grad_x[:, :, top : top + rows, first:] += g_inp[:, :, up : up + rows, left : left + n - first]
+                    edge = pad - (i * tile - first)
+                    grad_x[:, :, first : first + rows, first:] += g_inp[:, :, edge : edge + rows, edge : edge + n - first]
         return (grad_x.to(ctx.x_dtype) if grad_x is not None else None,
                 grad_w.to(weight.dtype) if grad_w is not None else None, None, None)
 
