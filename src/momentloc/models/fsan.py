@@ -155,6 +155,12 @@ def _weakest_response(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.
     return low.masked_fill(~clip_mask, 0.0)
 
 
+def _mean_response(p: torch.Tensor, tok_mask: torch.Tensor) -> torch.Tensor:
+    """mean_i P_ij over valid tokens for each clip [B,T]."""
+    tm = tok_mask.to(p.dtype)
+    return (p * tm[:, :, None]).sum(1) / tm.sum(1, keepdim=True).clamp(min=1.0)
+
+
 def segment_scores(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.Tensor,
                    whole_video: bool = False, outside_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """SC_{s,e} of Eq. 8 for every segment: (scores [B,T,T] indexed [s,e], valid [B,T,T]).
@@ -192,7 +198,7 @@ def inner_outer_losses(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch
     n_s = tm.sum(1).clamp(min=1.0)
     inner = -(torch.sigmoid(interval_sums(p)) * tm[:, :, None, None]).sum(1) / n_s.view(-1, 1, 1)
     if outer_response == "mean":
-        low = ((p * tm[:, :, None]).sum(1) / n_s[:, None]).masked_fill(~clip_mask, 0.0)
+        low = _mean_response(p, tok_mask).masked_fill(~clip_mask, 0.0)
     else:
         low = _weakest_response(p, tok_mask, clip_mask)
     q = -torch.log(((1.0 - low) / 2.0).clamp(min=1e-6)) * clip_mask.to(p.dtype)
@@ -358,8 +364,8 @@ def excess_scores(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.Tens
     clips above tau that gains most, however long; every segment of the video, the whole video
     included, is a candidate.
     """
-    tm, cm = tok_mask.to(p.dtype), clip_mask.to(p.dtype)
-    r = (p * tm[:, :, None]).sum(1) / tm.sum(1, keepdim=True).clamp(min=1.0)
+    cm = clip_mask.to(p.dtype)
+    r = _mean_response(p, tok_mask)
     n = cm.sum(1, keepdim=True).clamp(min=1.0)
     mean = (r * cm).sum(1, keepdim=True) / n
     peak = r.masked_fill(~clip_mask, float("-inf")).max(1, keepdim=True).values
