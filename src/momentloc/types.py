@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Optional
+from typing import Iterable, Optional
 
 import torch
+
+
+def rows_by_video(video_ids: Iterable[str]) -> dict[str, list[int]]:
+    """The positions of each video's entries, videos in the order they first appear."""
+    rows: dict[str, list[int]] = {}
+    for i, vid in enumerate(video_ids):
+        rows.setdefault(vid, []).append(i)
+    return rows
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from momentloc.types import rows_by_video
+
 
 def crop_bounds(n: int, spans: np.ndarray, ratio: tuple[float, float], keep: float,
                 generator: Optional[torch.Generator] = None) -> tuple[int, int]:
@@ -44,11 +46,8 @@ def crop_bounds(n: int, spans: np.ndarray, ratio: tuple[float, float], keep: flo
 def crop_items(items: list[dict], ratio: tuple[float, float], keep: float,
                generator: Optional[torch.Generator] = None) -> list[dict]:
     """Dataset items with each video cropped once for all of its items (new dicts; the inputs are not changed)."""
-    by_video: dict[str, list[int]] = {}
-    for i, it in enumerate(items):
-        by_video.setdefault(it["video_id"], []).append(i)
     out = list(items)
-    for rows in by_video.values():
+    for rows in rows_by_video(it["video_id"] for it in items).values():
         video = items[rows[0]]["video"]
         n, duration = video.shape[0], float(items[rows[0]]["duration"])
         clip = duration / n

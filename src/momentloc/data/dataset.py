@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
@@ -14,7 +14,7 @@ from momentloc.data.crop import crop_items
 from momentloc.data.features import FeatureStore, resample
 from momentloc.data.text import Vocabulary
 from momentloc.errors import DataError
-from momentloc.types import SUPERVISIONS, Batch, Pair
+from momentloc.types import SUPERVISIONS, Batch, Pair, rows_by_video
 
 
 class GroundingDataset(Dataset):
@@ -163,9 +163,7 @@ class VideoCentricSampler(Sampler[list[int]]):
         self, pairs: Sequence[Pair], videos_per_batch: int, queries_per_video: int, seed: int = 0,
         shuffle: bool = True, rank: int = 0, world: int = 1,
     ) -> None:
-        self.by_video: dict[str, list[int]] = defaultdict(list)
-        for i, p in enumerate(pairs):
-            self.by_video[p.video_id].append(i)
+        self.by_video = rows_by_video(p.video_id for p in pairs)
         self.vpb = max(1, videos_per_batch)
         self.qpv = max(1, queries_per_video)
         self.seed = seed
@@ -214,10 +212,7 @@ class VideoOrderSampler(Sampler[int]):
     """
 
     def __init__(self, pairs: Sequence[Pair], rank: int = 0, world: int = 1) -> None:
-        by_video: dict[str, list[int]] = {}
-        for i, p in enumerate(pairs):
-            by_video.setdefault(p.video_id, []).append(i)
-        order = [i for rows in by_video.values() for i in rows]
+        order = [i for rows in rows_by_video(p.video_id for p in pairs).values() for i in rows]
         world = max(1, world)
         per_rank = -(-len(order) // world)
         if order and len(order) < per_rank * world:
