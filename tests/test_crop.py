@@ -13,6 +13,7 @@ from momentloc.data.dataset import GroundingDataset
 from momentloc.data.features import FeatureStore
 from momentloc.data.formats.activitynet import parse_activitynet
 from momentloc.data.text import load_glove_pickle
+from momentloc.types import rows_by_video
 
 
 def test_crop_bounds_by_hand() -> None:
@@ -38,9 +39,7 @@ def test_queries_of_a_video_share_one_crop_that_keeps_their_windows(parts) -> No
     pairs, store, vocab = parts
     torch.manual_seed(0)
     ds = GroundingDataset(pairs, store, vocab, "full", crop=(0.5, 0.9), crop_keep=0.5)
-    by_video: dict[str, list[int]] = {}
-    for i, p in enumerate(pairs):
-        by_video.setdefault(p.video_id, []).append(i)
+    by_video = rows_by_video(p.video_id for p in pairs)
     rows = [i for v in list(by_video.values())[:4] for i in v[:3]]  # 4 videos, up to 3 queries each
     items = [ds[i] for i in rows]
     cropped = crop_items(items, (0.5, 0.9), 0.5)

@@ -213,13 +213,18 @@ def _strict_json(obj: object) -> object:
 
 
 def _write_json(path: Path, obj: object) -> None:
+    _write_text(path, json.dumps(_strict_json(obj), indent=1, default=float, allow_nan=False))
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write a file atomically: a temp file beside it, fsynced, renamed into place."""
     import os
     import tempfile
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(_strict_json(obj), fh, indent=1, default=float, allow_nan=False)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
@@ -273,8 +278,7 @@ def _write_moments(path: Path, queries: List[str], results: list) -> None:
     """One JSON line per query: the query and its moments as [start, end, score] (seconds)."""
     lines = [json.dumps({"query": q, "moments": [[round(m.start, 3), round(m.end, 3), round(m.score, 6)] for m in ms]})
              for q, ms in zip(queries, results)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _write_text(path, "\n".join(lines) + "\n")
 
 
 def _print_moments(queries: List[str], results: list, video: str) -> None:
