@@ -292,7 +292,7 @@ def throughput(model: str, cfg: ExperimentConfig, shape: Shape, opts: Options) -
         setup = opts.compile or opts.device.startswith("cuda")
         sizes = {min(opts.query_batch, len(queries)), len(queries) % opts.query_batch} - {0} if setup else {2}
         for n in sorted(sizes):
-            pred.localize(enc, queries[: min(n, len(queries))], batch_size=opts.query_batch)
+            pred.localize(enc, queries[:n], batch_size=opts.query_batch)
         _sync(opts.device)
         t0 = time.perf_counter()
         # Batch by batch, as localize does, so that a slow model stops once the budget is spent.

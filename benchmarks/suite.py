@@ -265,7 +265,7 @@ def parse(argv: Optional[list[str]] = None) -> tuple[argparse.Namespace, bl.Opti
     ap.add_argument("--flops", action="store_true", help="count the training step's FLOPs and report TFLOP/s")
     ap.add_argument("--train-clips", type=int, help="clips of the training / 1-query / throughput video (default: the config's)")
     ap.add_argument("--pairs", type=int, help="query-video pairs of the training batch (default: the config's)")
-    ap.add_argument("--query-batch", type=int, default=64, help="queries per Predictor batch in the throughput row")
+    ap.add_argument("--query-batch", type=int, default=bl.Options.query_batch, help="queries per Predictor batch in the throughput row")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's; 1 is steadier on a shared machine)")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--md", type=Path, help="write the Markdown tables here")
