@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -12,25 +10,16 @@ from typing import Any, Optional, Union
 import torch
 
 from momentloc.errors import CheckpointError
+from momentloc.files import atomic_write
 
 FORMAT = "momentloc-1"
 
 
 def atomic_save(obj: Any, path: Union[str, Path]) -> Path:
     """``torch.save`` to a temp file in the same folder, fsync, rename: a kill leaves the old file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    with atomic_write(path) as fh:
+        torch.save(obj, fh)
+    return Path(path)
 
 
 def load_checkpoint(path: Union[str, Path], map_location: Optional[str] = "cpu") -> dict[str, Any]:

@@ -11,6 +11,8 @@ from typing import List, Optional
 
 import typer
 
+from momentloc.files import write_text_atomic
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find the moment in a video that a sentence describes.")
 data_app = typer.Typer(no_args_is_help=True, help="Annotations, features, synthetic data and point labels.")
 app.add_typer(data_app, name="data")
@@ -213,21 +215,7 @@ def _strict_json(obj: object) -> object:
 
 
 def _write_json(path: Path, obj: object) -> None:
-    _write_text(path, json.dumps(_strict_json(obj), indent=1, default=float, allow_nan=False))
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write a file atomically: a temp file beside it, fsynced, renamed into place."""
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(_strict_json(obj), indent=1, default=float, allow_nan=False))
 
 
 @app.command()
@@ -278,7 +266,7 @@ def _write_moments(path: Path, queries: List[str], results: list) -> None:
     """One JSON line per query: the query and its moments as [start, end, score] (seconds)."""
     lines = [json.dumps({"query": q, "moments": [[round(m.start, 3), round(m.end, 3), round(m.score, 6)] for m in ms]})
              for q, ms in zip(queries, results)]
-    _write_text(path, "\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def _print_moments(queries: List[str], results: list, video: str) -> None:

@@ -22,16 +22,24 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional, Sequence, Union
 
 from momentloc import metrics_didemo as dd
 from momentloc.errors import DataError
-from momentloc.metrics import IOU_THRESHOLDS, TOP_KS, breakdown_metrics, localization_metrics
-from momentloc.metrics_qvh import load_qvh_saliency, qvh_highlight_metrics, qvh_moment_metrics
+from momentloc.files import atomic_write
+from momentloc.metrics import (
+    IOU_THRESHOLDS,
+    TOP_KS,
+    breakdown_metrics,
+    localization_metrics,
+)
+from momentloc.metrics_qvh import (
+    load_qvh_saliency,
+    qvh_highlight_metrics,
+    qvh_moment_metrics,
+)
 from momentloc.paths import data_root
 from momentloc.types import Moment, Pair
 
@@ -215,24 +223,13 @@ def write_predictions_jsonl(
     """Write format (a) (``qid`` = ``Pair.query_id``, else ``pair_index``) atomically: temp file, fsync, rename."""
     if len(pairs) != len(moments) or (saliency is not None and len(saliency) != len(pairs)):
         raise ValueError(f"{len(pairs)} pairs but {len(moments)} prediction lists")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for i, (pair, row) in enumerate(zip(pairs, moments)):
-                rec: dict[str, Any] = {"qid": _qid_value(pair.query_id)} if pair.query_id is not None else {"pair_index": i}
-                rec.update(query=pair.query, vid=pair.video_id, pred_relevant_windows=[m.as_list() for m in row])
-                if saliency is not None and saliency[i] is not None:
-                    rec["pred_saliency_scores"] = [float(v) for v in saliency[i]]
-                fh.write(json.dumps(rec) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "w") as fh:
+        for i, (pair, row) in enumerate(zip(pairs, moments)):
+            rec: dict[str, Any] = {"qid": _qid_value(pair.query_id)} if pair.query_id is not None else {"pair_index": i}
+            rec.update(query=pair.query, vid=pair.video_id, pred_relevant_windows=[m.as_list() for m in row])
+            if saliency is not None and saliency[i] is not None:
+                rec["pred_saliency_scores"] = [float(v) for v in saliency[i]]
+            fh.write(json.dumps(rec) + "\n")
 
 
 def _as_predictions(pairs: Sequence[Pair], predictions: Any) -> Predictions:

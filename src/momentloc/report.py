@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence, Union
 
 import numpy as np
 
+from momentloc.files import write_text_atomic
 from momentloc.types import Moment, Pair
 
 
@@ -87,11 +86,4 @@ def write_report(out_dir: Union[str, Path], metrics: Mapping[str, object], pairs
                 pred = f"{top.start:.1f}-{top.end:.1f}" if top else "-"
                 rows.append([_md(p.video_id), _md(p.query), f"{p.window[0]:.1f}-{p.window[1]:.1f}", pred, f"{ious[i]:.2f}"])
             lines += _table(["video", "query", "truth (s)", "top-1 (s)", "IoU"], rows)
-    path = out / "report.md"
-    fd, tmp = tempfile.mkstemp(prefix=".report.md.", dir=out)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(lines) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(out / "report.md", "\n".join(lines) + "\n")

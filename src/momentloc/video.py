@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -22,6 +21,7 @@ from momentloc.encoders import (  # noqa: F401 - re-exported: momentloc.video is
     load_encoder,
 )
 from momentloc.errors import CheckpointError, DataError, MomentlocError
+from momentloc.files import atomic_path, write_text_atomic
 
 PathLike = Union[str, Path]
 SPEC_FILE = "feature_spec.json"
@@ -168,15 +168,6 @@ def read_store_spec(store: PathLike) -> Optional[FeatureSpec]:
         raise DataError(p, f"not valid JSON ({err.msg})") from None
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 @dataclass
 class ExtractResult:
     """What an extraction run did: ids written, ids skipped as done, (file, reason) that failed."""
@@ -203,7 +194,7 @@ def _indexed(folder: Path) -> dict[str, dict]:
             torn = True  # that video is simply redone
     if torn:
         # Otherwise the next row would be appended to the torn line and be unreadable too.
-        _atomic_text(index, "".join(json.dumps(row) + "\n" for row in seen.values()))
+        write_text_atomic(index, "".join(json.dumps(row) + "\n" for row in seen.values()))
     return seen
 
 
@@ -222,7 +213,7 @@ def extract_features(videos: Iterable[PathLike], encoder: FrameEncoder, fps: flo
         if old is not None and not old.same_features(spec):
             raise DataError(spec_path(where), f"store holds features of {old.describe()}, not {spec.describe()}; use another --out")
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_text(spec_path(folder), json.dumps(spec.to_dict(), indent=1))
+    write_text_atomic(spec_path(folder), json.dumps(spec.to_dict(), indent=1))
     index = _indexed(folder)
     result = ExtractResult(out)
     paths = [Path(v) for v in videos]
@@ -256,7 +247,7 @@ def extract_features(videos: Iterable[PathLike], encoder: FrameEncoder, fps: flo
     if single:
         keep = [v for v in owner if (folder / f"{v}.npy").is_file()]
         write_store(out, ((v, np.load(folder / f"{v}.npy")) for v in keep))
-        _atomic_text(spec_path(out), json.dumps(spec.to_dict(), indent=1))
+        write_text_atomic(spec_path(out), json.dumps(spec.to_dict(), indent=1))
     return result
 
 
@@ -336,8 +327,8 @@ def write_synthetic_video(path: PathLike, segments: Segments = (("red", 2.0), ("
     if codec == "libx264" and "libx264" not in av.codecs_available:
         codec = "mpeg4"  # FFmpeg builds without x264 still have the native MPEG-4 encoder
     tb = Fraction(1, 1000)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    with av.open(str(tmp), "w", format=None if path.suffix else "mp4") as out:
+    with atomic_path(path, suffix=f".tmp{path.suffix}") as tmp, \
+            av.open(str(tmp), "w", format=None if path.suffix else "mp4") as out:
         stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
         stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
         stream.codec_context.time_base = tb
@@ -352,7 +343,6 @@ def write_synthetic_video(path: PathLike, segments: Segments = (("red", 2.0), ("
             frame.pts, frame.time_base = int(round(t * 1000)), tb
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
-    os.replace(tmp, path)
     return duration
 
 
@@ -379,5 +369,5 @@ def write_colour_dataset(root: PathLike, videos: int = 12, seed: int = 0, fps: f
         split = "val_1" if i >= videos - 2 * n_eval and i < videos - n_eval else "val_2" if i >= videos - n_eval else "train"
         splits[split][vid] = entry
     for split, data in splits.items():
-        _atomic_text(root / f"{split}.json", json.dumps(data, indent=1))
+        write_text_atomic(root / f"{split}.json", json.dumps(data, indent=1))
     return root

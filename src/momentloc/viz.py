@@ -6,8 +6,6 @@ state, safe in a server thread) and written atomically (temp file + rename).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -15,6 +13,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from momentloc.files import atomic_write
 from momentloc.types import Moment, Pair
 
 PathLike = Union[str, Path]
@@ -29,17 +28,9 @@ def _figure(width: float, height: float) -> Figure:
 
 def save_figure(fig: Figure, path: PathLike) -> Path:
     """Write a figure as PNG via a temp file in the same folder and a rename (never a torn image)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    with atomic_write(path) as fh:
+        fig.savefig(fh, format="png", bbox_inches="tight")
+    return Path(path)
 
 
 def _as_moments(moments: Sequence) -> list[Moment]:

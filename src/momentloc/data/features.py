@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Union
 
 import numpy as np
 
 from momentloc.errors import DataError, first_line
+from momentloc.files import atomic_path, atomic_write
 
 FORMATS = ("npy", "npz", "hdf5")
 
@@ -163,19 +163,6 @@ def resample(features: np.ndarray, num: int) -> np.ndarray:
     return (features[lo] * (1 - w) + features[hi] * w).astype(np.float32)
 
 
-def _atomic_target(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
-def _fsync_replace(tmp: Path, path: Path) -> None:
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def write_store(path: Union[str, Path], items: Iterable[tuple[str, np.ndarray]], fmt: Optional[str] = None) -> Path:
     """Write (video_id, [T, D]) items to a store, atomically per file."""
     path = Path(path)
@@ -183,26 +170,18 @@ def write_store(path: Union[str, Path], items: Iterable[tuple[str, np.ndarray]],
     if fmt == "npy":
         path.mkdir(parents=True, exist_ok=True)
         for vid, arr in items:
-            tmp = _atomic_target(path / f"{vid}.npy")
-            with open(tmp, "wb") as fh:
+            with atomic_write(path / f"{vid}.npy") as fh:
                 np.save(fh, np.asarray(arr, dtype=np.float32))
-            _fsync_replace(tmp, path / f"{vid}.npy")
         return path
-    tmp = _atomic_target(path)
-    try:
-        if fmt == "npz":
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **{vid: np.asarray(a, dtype=np.float32) for vid, a in items})
-        else:
-            import h5py
+    if fmt == "npz":
+        with atomic_write(path) as fh:
+            np.savez(fh, **{vid: np.asarray(a, dtype=np.float32) for vid, a in items})
+    else:
+        import h5py
 
-            with h5py.File(tmp, "w") as h:
-                for vid, arr in items:
-                    h.create_dataset(vid, data=np.asarray(arr, dtype=np.float32))
-        _fsync_replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as h:
+            for vid, arr in items:
+                h.create_dataset(vid, data=np.asarray(arr, dtype=np.float32))
     return path
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -11,6 +9,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from momentloc.data.points import point_position
+from momentloc.files import atomic_write
 from momentloc.types import Pair
 
 QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
@@ -170,14 +169,6 @@ def plot_stats(pairs: Sequence[Pair], path: Union[str, Path], title: Optional[st
 
 def _save_atomic(fig: Any, path: Path) -> Path:
     # temp file + rename, so a crash never leaves a half-written image behind.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = path.suffix.lstrip(".").lower() or "png"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{fmt}", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        fig.savefig(fh, format=path.suffix.lstrip(".").lower() or "png")
     return path

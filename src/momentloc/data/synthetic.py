@@ -12,7 +12,6 @@ pickle), so the real data path runs on them unchanged.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 
 from momentloc.data.features import write_store
 from momentloc.data.text import hashed_vector, tokenize, write_glove_pickle
+from momentloc.files import write_text_atomic
 
 VERBS = ["opens", "closes", "holds", "takes", "puts", "washes", "throws", "fixes", "watches", "cleans", "carries", "tidies"]
 OBJECTS = ["door", "book", "cup", "laptop", "towel", "phone", "bag", "shoes", "box", "window", "sandwich", "pillow"]
@@ -194,12 +194,7 @@ def generate(root: Union[str, Path], spec: SynthSpec) -> Path:
 
 
 def _write_json(path: Path, obj: object) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj))
 
 
 def spec_record(spec: SynthSpec) -> dict:

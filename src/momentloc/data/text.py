@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import pickle
 import re
 from collections import Counter
@@ -15,6 +14,7 @@ from typing import Iterable, Optional, Union
 import numpy as np
 
 from momentloc.errors import DataError
+from momentloc.files import atomic_write
 
 PAD, UNK = "<pad>", "<unk>"
 _TOKEN = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?")
@@ -180,14 +180,8 @@ def write_glove_pickle(path: Union[str, Path], words: list[str], vectors: np.nda
     for w, v in zip(words, vectors):
         w2id[w] = len(id2vec)
         id2vec.append(np.asarray(v, np.float32))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:  # temp file + rename: a kill never leaves a torn pickle
+    with atomic_write(path) as fh:  # a kill never leaves a torn pickle
         pickle.dump({"w2id": w2id, "id2vec": id2vec, "counter": Counter(counter)}, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def build_vocabulary(kind: str, path: Optional[str], sentences: list[str], dim: int, oov: str, lowercase: bool) -> Vocabulary:
