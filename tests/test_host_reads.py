@@ -82,3 +82,25 @@ def test_the_watch_sees_a_read(reads: list[str]) -> None:
     assert host_lengths(mask, (3, 3)).tolist() == [3, 3] and reads == []
     host_lengths(mask)
     assert reads and reads[0].startswith("cpu at base.py")
+
+
+@pytest.mark.parametrize("config", CLEAN + ["prior_synthetic_ci"])
+def test_inference_reads_back_per_batch_not_per_query(config: str, reads: list[str]) -> None:
+    """Forward + decode of many queries on one video reads the device as often as for two queries: the moments
+    come back in a few whole-batch copies, never number by number (each read waits for a GPU)."""
+    cfg = load_config(CONFIGS / f"{config}.yaml")
+    model_cls = get_model_class(cfg.model.name)
+    torch.manual_seed(0)
+    model = build_model(cfg, InputSpec(video_dim=cfg.data.feature_dim, text_dim=cfg.data.text.dim, vocab_size=50,
+                                       num_clips=cfg.data.num_clips)).eval()
+    counts = []
+    for queries in (2, 9):
+        batch = random_batch(queries, cfg.data.num_clips or 40, cfg.data.feature_dim, 9, cfg.data.text.dim, 50,
+                             supervision=model_cls.supervision, queries_per_video=queries)
+        with torch.no_grad():
+            model.decode(model(batch), batch, 5)  # a first call may check its inputs once
+            reads.clear()
+            moments = model.decode(model(batch), batch, 5)
+        assert len(moments) == queries and all(moments)
+        counts.append(list(reads))
+    assert len(counts[1]) == len(counts[0]), counts[1]

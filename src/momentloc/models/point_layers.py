@@ -10,7 +10,7 @@ expands the best-matching clip into a moment.
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -384,7 +384,7 @@ class PointGroundingModel(GroundingModel):
         from momentloc.decode import nms, topk_segments
 
         clips, mask = F.normalize(out["clips"].float(), dim=-1), batch.video_mask
-        B, T = mask.shape
+        T = mask.shape[1]
         lengths = mask.sum(1)
         anchor = self.anchors(out, batch)
         valid, span = anchor_proposals(anchor, lengths, T, self.cfg.moment_length_factors, self.cfg.overlap_factors)
@@ -396,10 +396,10 @@ class PointGroundingModel(GroundingModel):
         seg = torch.stack([s, s + span[..., None]], -1).float()
         seg = seg / lengths[:, None, None, None].float() * batch.duration.float()[:, None, None, None]
         seg, scores, valid = seg.flatten(1, 2), scores.flatten(1, 2), valid.flatten(1, 2)
-        kept = [t.cpu() for t in nms(seg, scores, self.cfg.nms_threshold, k, valid)]
+        kept = [t.cpu().tolist() for t in nms(seg, scores, self.cfg.nms_threshold, k, valid)]
         # NMS may leave fewer than k; fill with the best suppressed spans so R@k sees k moments.
-        best = [t.cpu() for t in topk_segments(seg, scores, k, valid)]
-        return [self._moments(kept, best, b, k, float(batch.duration[b])) for b in range(B)]
+        best = [t.cpu().tolist() for t in topk_segments(seg, scores, k, valid)]
+        return [self._moments(kept, best, b, k, d) for b, d in enumerate(batch.duration.tolist())]
 
     def _proposal_scores(self, out: Output, clips: torch.Tensor, mask: torch.Tensor, anchor: torch.Tensor,
                          starts: torch.Tensor, ends: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -413,12 +413,12 @@ class PointGroundingModel(GroundingModel):
         return F.cosine_similarity(feats, sentence, dim=-1)
 
     @staticmethod
-    def _moments(kept, best, b: int, k: int, duration: float) -> list[Moment]:  # type: ignore[no-untyped-def]
-        """Kept moments of row ``b`` in seconds, then fillers not already kept."""
+    def _moments(kept: list[list[Any]], best: list[list[Any]], b: int, k: int, duration: float) -> list[Moment]:
+        """Kept moments of row ``b`` in seconds, then fillers not already kept (``kept``, ``best``: NMS and top-k results as lists)."""
         out: list[Moment] = []
         seen: set[tuple[float, float]] = set()
         for seg, score, ok in ((kept[0][b], kept[1][b], kept[2][b]), (best[0][b], best[1][b], best[2][b])):
-            for (start, end), sc, good in zip(seg.tolist(), score.tolist(), ok.tolist()):
+            for (start, end), sc, good in zip(seg, score, ok):
                 key = (round(start, 6), round(end, 6))
                 if len(out) < k and good and key not in seen:
                     seen.add(key)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
 from momentloc.models.base import GroundingModel, InputSpec, ModelConfig, Output
@@ -64,25 +66,23 @@ class PriorBaseline(GroundingModel):
 
     def decode(self, out: Output, batch: Batch, k: int = 5) -> list[list[Moment]]:
         """Top-k prior windows (greedy, skipping near-duplicates) scaled to each duration."""
-        scores = out["scores"]
-        order = torch.argsort(scores, descending=True, stable=True)  # ties: the same order on every device
+        # One copy to the host: the ranking is the same for every query, and reading it cell by cell from a
+        # GPU would wait for the device at every number.
+        scores = out["scores"].float().cpu()
+        cells = self.cells.cpu().tolist()
         chosen: list[int] = []
-        for i in order.tolist():
-            c = self.cells[i]
-            if all(_iou(c, self.cells[j]) < 0.5 for j in chosen):
+        for i in torch.argsort(scores, descending=True, stable=True).tolist():
+            if all(_iou(cells[i], cells[j]) < 0.5 for j in chosen):
                 chosen.append(i)
             if len(chosen) == k:
                 break
-        total = scores.max().clamp(min=1.0)
-        result = []
-        for d in batch.duration.tolist():
-            result.append([Moment(float(self.cells[i, 0]) * d, float(self.cells[i, 1]) * d, float(scores[i] / total)) for i in chosen])
-        return result
+        values, total = scores.tolist(), max(float(scores.max()), 1.0)
+        return [[Moment(cells[i][0] * d, cells[i][1] * d, values[i] / total) for i in chosen] for d in batch.duration.tolist()]
 
 
-def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
-    inter = max(0.0, float(min(a[1], b[1]) - max(a[0], b[0])))
-    union = float(max(a[1], b[1]) - min(a[0], b[0]))
+def _iou(a: Sequence[float], b: Sequence[float]) -> float:
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = max(a[1], b[1]) - min(a[0], b[0])
     return inter / union if union > 0 else 0.0
 
 
