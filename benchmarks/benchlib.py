@@ -55,6 +55,7 @@ class Options:
     isolate: bool = True
     threads: Optional[int] = None
     flops: bool = False  # count the training step's FLOPs (one extra, uncounted-time step)
+    matmul_precision: Optional[str] = None  # fp32 matrix products; None: the config's train.matmul_precision
 
 
 @dataclass
@@ -142,6 +143,7 @@ def make_vocab(size: int, dim: int, seed: int = 0) -> Vocabulary:
 
 def build(model: str, cfg: ExperimentConfig, opts: Options) -> tuple[torch.nn.Module, WeightedObjectives, Vocabulary]:
     """The model and its configured objectives on ``opts.device``, and the vocabulary they were built for."""
+    torch.set_float32_matmul_precision(opts.matmul_precision or cfg.train.matmul_precision)  # as the trainer sets it
     vocab = make_vocab(VOCAB_SIZE, cfg.data.text.dim)
     spec = InputSpec(video_dim=cfg.data.feature_dim, text_dim=vocab.dim, vocab_size=len(vocab), num_clips=cfg.data.num_clips)
     torch.manual_seed(0)

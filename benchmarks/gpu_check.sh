@@ -5,7 +5,8 @@
 #             and bf16 with FLOP counts, SnAG at 8,192 and 65,536 clips, trainer against bare
 #             steps, CPU-vs-GPU parity of every model and the GPU tests;
 #   accuracy: (~4 min) the synthetic CI accuracy of 2D-TAN and SnAG trained in fp32 and bf16-mixed;
-#   extra:    (~6 min) torch.compile, and every model's one-query scaling up to 65,536 clips.
+#   extra:    (~7 min) torch.compile, the point and weak models in IEEE fp32 (no TF32 matrix
+#             products), and every model's one-query scaling up to 65,536 clips.
 #
 #   OUT=gpu_results bash benchmarks/gpu_check.sh speed
 #
@@ -60,6 +61,8 @@ elif [ "$PART" = accuracy ]; then
   tail -n 4 "$R"/acc_*.log
 elif [ "$PART" = extra ]; then
   step compile_bf16 120 $S --models snag tan2d --bf16 --compile --no-scaling --json "$R/compile_bf16.json" --md "$R/compile_bf16.md"
+  step fp32_highest 60 $S --models viga sg_sci fsan vlanet --matmul-precision highest --no-scaling --flops \
+    --json "$R/charades_fp32_highest.json" --md "$R/charades_fp32_highest.md"
   step scaling 220 $S --clips 256 1024 4096 16384 65536 --json "$R/scaling.json" --md "$R/scaling.md"
 else
   echo "unknown part '$PART' (speed, accuracy or extra)"; exit 2

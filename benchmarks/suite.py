@@ -63,6 +63,7 @@ def machine(opts: bl.Options) -> dict[str, Any]:
     info: dict[str, Any] = {
         "cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads": opts.threads or torch.get_num_threads(),
         "python": platform.python_version(), "device": opts.device, "bf16": opts.bf16, "compile": opts.compile,
+        "matmul_precision": opts.matmul_precision or "each config's train.matmul_precision",
         "load_average": [round(x, 1) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
     if opts.device.startswith("cuda"):
@@ -182,6 +183,8 @@ def markdown(result: dict[str, Any]) -> str:
     m, s, rows = result["machine"], result["settings"], result["models"]
     dev = m.get("gpu") or f"{m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads"
     flags = ", ".join(f for f, on in (("bf16 autocast", m["bf16"]), ("torch.compile", m["compile"])) if on) or "fp32, eager"
+    if m["device"].startswith("cuda") and not m["bf16"]:
+        flags += f"; fp32 matrix products at precision {m.get('matmul_precision', 'highest')} (high: TF32)"
     load = f" Load average at the start: {m['load_average'][0]:g} (other processes share the machine)." if m.get("load_average") else ""
     lines = [f"Device: {m['device']} ({dev}); torch {m['torch']}; {flags}.{load}"]
     if s["quick"]:
@@ -263,6 +266,8 @@ def parse(argv: Optional[list[str]] = None) -> tuple[argparse.Namespace, bl.Opti
     ap.add_argument("--clips", type=int, nargs="*", help="clip counts of the scaling table")
     ap.add_argument("--no-scaling", action="store_true", help="skip the scaling table")
     ap.add_argument("--flops", action="store_true", help="count the training step's FLOPs and report TFLOP/s")
+    ap.add_argument("--matmul-precision", choices=["highest", "high"],
+                    help="fp32 matrix products: high = TF32 on a GPU, highest = IEEE fp32 (default: each config's train.matmul_precision)")
     ap.add_argument("--train-clips", type=int, help="clips of the training / 1-query / throughput video (default: the config's)")
     ap.add_argument("--pairs", type=int, help="query-video pairs of the training batch (default: the config's)")
     ap.add_argument("--query-batch", type=int, default=bl.Options.query_batch, help="queries per Predictor batch in the throughput row")
@@ -278,7 +283,8 @@ def parse(argv: Optional[list[str]] = None) -> tuple[argparse.Namespace, bl.Opti
     opts = bl.Options(device=a.device, bf16=a.bf16, compile=a.compile, quick=a.quick, dataset=a.dataset,
                       warmup=1 if a.quick else 2, repeats=a.repeats or (3 if a.quick else 10),
                       point_limit_s=a.limit, budget_s=a.budget or (10.0 if a.quick else 60.0), mem_bound_gb=bound,
-                      threads=a.threads, clips=a.train_clips, pairs=a.pairs, flops=a.flops, query_batch=a.query_batch)
+                      threads=a.threads, clips=a.train_clips, pairs=a.pairs, flops=a.flops, query_batch=a.query_batch,
+                      matmul_precision=a.matmul_precision)
     if a.clips:
         opts.scaling_clips = tuple(a.clips)
     if a.no_scaling:

@@ -234,3 +234,21 @@ def test_resume_with_average_reaches_the_same_weights(tiny_synth: Path, tmp_path
         for k in a[part]:
             torch.testing.assert_close(a[part][k], b[part][k], rtol=0, atol=0, msg=f"{part} {k}")
     assert resumed.metrics == straight.metrics
+
+
+@pytest.mark.parametrize("precision", ["highest", "high"])
+def test_the_trainer_applies_the_matmul_precision(precision: str, tmp_path: Path) -> None:
+    from momentloc.training import _trainer
+
+    cfg = load_config(CONFIGS / "span_synthetic_ci.yaml", [f"train.matmul_precision={precision}", "train.progress=false"])
+    before = torch.get_float32_matmul_precision()
+    try:
+        _trainer(cfg, tmp_path, [], logger=False)
+        assert torch.get_float32_matmul_precision() == precision
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+def test_matmul_precision_rejects_what_changes_cpu_results() -> None:
+    with pytest.raises(ConfigError, match="matmul_precision"):
+        load_config(CONFIGS / "span_synthetic_ci.yaml", ["train.matmul_precision=medium"])

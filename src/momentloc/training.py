@@ -410,6 +410,7 @@ class _ProgressBar(TQDMProgressBar):
 
 def _trainer(cfg: ExperimentConfig, run_dir: Path, callbacks: list, devices: Any = None, logger: bool = True) -> L.Trainer:
     t = cfg.train
+    torch.set_float32_matmul_precision(t.matmul_precision)
     if t.progress:
         callbacks = [*callbacks, _ProgressBar()]
     loggers: Any = False
