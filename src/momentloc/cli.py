@@ -102,7 +102,7 @@ def eval_cmd(
     if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
         return
     typer.echo(format_table({k: v for k, v in metrics.items()}))
-    typer.echo(f"{len(pairs)} queries in {seconds:.1f} s ({len(pairs) / max(seconds, 1e-9):.0f} queries/s, loading included)")
+    typer.echo(_rate_line(len(pairs), seconds, "loading included"))
     moments = [preds.get(i, []) for i in range(len(pairs))]
     if out:
         _write_json(out, metrics)
@@ -212,6 +212,11 @@ def _strict_json(obj: object) -> object:
         value = float(obj)
         return None if value != value else value
     return obj
+
+
+def _rate_line(queries: int, seconds: float, note: str) -> str:
+    """"N queries in X s (Y queries/s, note)": the throughput line of ``eval`` and ``predict``."""
+    return f"{queries} queries in {seconds:.2f} s ({queries / max(seconds, 1e-9):.0f} queries/s, {note})"
 
 
 def _write_json(path: Path, obj: object) -> None:
@@ -324,8 +329,7 @@ def predict(
         typer.echo(f"moments: {out}")
     else:
         _print_moments(query, results, f"{enc.name}, {enc.duration:.1f} s")
-    typer.echo(f"{len(query)} queries in {seconds:.2f} s ({len(query) / max(seconds, 1e-9):.0f} queries/s, "
-               "the video's encoding excluded)")
+    typer.echo(_rate_line(len(query), seconds, "the video's encoding excluded"))
     if plot:
         from momentloc.viz import plot_timeline
 
