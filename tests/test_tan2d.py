@@ -315,3 +315,39 @@ def test_fusion_on_the_candidate_cells_equals_the_masked_full_map() -> None:
     full_map = model.map_proj(model.moment_map(clips.transpose(1, 2)))
     full = F.normalize(full_map * text[:, :, None, None], dim=1) * mask
     torch.testing.assert_close(sparse, full, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [16, 64])
+def test_the_map_keeps_the_gpu_layout_through_every_layer(n: int, monkeypatch) -> None:
+    """On a GPU the map stays NHWC from the first convolution to the last (an NCHW operand costs cuDNN a
+    transpose per convolution); forced here on the CPU, the values and gradients equal the default layout's."""
+    from momentloc.models import tan2d_layers
+
+    torch.manual_seed(0)
+    net = MaskedMapConv(6, 5, 3).double()
+    mask = sparse_candidate_mask(n)
+    x = torch.randn(2, 6, n, n, dtype=torch.float64) * mask
+    weight = torch.rand(2, 6, n, n, dtype=torch.float64)
+
+    def run() -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        xi = x.clone().requires_grad_(True)
+        out = net(xi, mask)
+        return out, torch.autograd.grad((out * weight).sum(), (xi, *net.parameters()))
+
+    out_default, grads_default = run()
+    layouts: list[bool] = []
+    conv2d = F.conv2d
+
+    def spy(inp, weight, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if inp.shape[1] > 1:  # the map, not the one-channel mask count
+            layouts.append(inp.is_contiguous(memory_format=torch.channels_last))
+        return conv2d(inp, weight, *args, **kwargs)
+
+    monkeypatch.setattr(tan2d_layers, "map_memory_format", lambda t: torch.channels_last)
+    monkeypatch.setattr(tan2d_layers.F, "conv2d", spy)
+    out_nhwc, grads_nhwc = run()
+    assert layouts and all(layouts)
+    assert out_nhwc.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out_nhwc, out_default, rtol=1e-12, atol=1e-12)
+    for a, b in zip(grads_nhwc, grads_default):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

@@ -135,6 +135,13 @@ def triangle_tile(n: int) -> int | None:
     return n // 8
 
 
+def map_memory_format(x: torch.Tensor) -> torch.memory_format:
+    """The layout the moment map is kept in through the adjacent network: NHWC on a GPU, where cuDNN's
+    bf16/fp16 convolutions run fastest on it (an NCHW input costs a transpose per convolution), torch's
+    default elsewhere."""
+    return torch.channels_last if x.is_cuda else torch.contiguous_format
+
+
 def _band_input(x: torch.Tensor, i: int, tile: int, pad: int) -> tuple[torch.Tensor, int, int]:
     """Band ``i``'s convolution input, zero-padded like ``padding=pad``: its rows with a ``pad``-row halo, from
     the first column its upper part can see; and where it sits in x (its first row, which is also its first
@@ -144,9 +151,7 @@ def _band_input(x: torch.Tensor, i: int, tile: int, pad: int) -> tuple[torch.Ten
     bottom = min((i + 1) * tile + pad, n)
     edge = pad - (i * tile - first)  # zero padding before the first row and the first column
     inp = F.pad(x[:, :, first:bottom, first:], (edge, pad, edge, pad - (bottom - (i + 1) * tile)))
-    if x.is_cuda:  # cuDNN's bf16/fp16 convolutions run fastest on NHWC
-        inp = inp.contiguous(memory_format=torch.channels_last)
-    return inp, first, bottom - first
+    return inp.contiguous(memory_format=map_memory_format(x)), first, bottom - first
 
 
 class _UpperTileConv(torch.autograd.Function):
@@ -164,7 +169,8 @@ class _UpperTileConv(torch.autograd.Function):
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
         xc, w = x.to(dtype), weight.to(dtype)
         n = x.shape[-1]
-        out = xc.new_zeros(x.shape[0], weight.shape[0], n, n)
+        layout = map_memory_format(x)
+        out = torch.empty(x.shape[0], weight.shape[0], n, n, dtype=dtype, device=x.device, memory_format=layout).zero_()
         with torch.autocast(device, enabled=False):
             for i in range(n // tile):
                 out[:, :, i * tile : (i + 1) * tile, i * tile :] = F.conv2d(_band_input(xc, i, tile, pad)[0], w)
@@ -184,9 +190,7 @@ class _UpperTileConv(torch.autograd.Function):
         with torch.autocast(xc.device.type, enabled=False):
             for i in range(n // tile):
                 inp, first, rows = _band_input(xc, i, tile, pad)
-                g = grad[:, :, i * tile : (i + 1) * tile, i * tile :].to(xc.dtype)
-                if xc.is_cuda:
-                    g = g.contiguous(memory_format=torch.channels_last)
+                g = grad[:, :, i * tile : (i + 1) * tile, i * tile :].to(xc.dtype).contiguous(memory_format=map_memory_format(xc))
                 g_inp, g_w, _ = torch.ops.aten.convolution_backward(
                     g, inp, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [need_x, need_w, False])
                 if grad_w is not None:
@@ -237,8 +241,8 @@ class MaskedMapConv(nn.Module):
         n = mask.shape[-1]
         tile = triangle_tile(n)
         upper = torch.ones(n, n, dtype=torch.bool, device=x.device).triu()
-        if x.is_cuda and tile is None:  # cuDNN's bf16/fp16 convolutions run fastest on NHWC (bands convert their own)
-            x = x.contiguous(memory_format=torch.channels_last)
+        layout = map_memory_format(x)
+        x = x.contiguous(memory_format=layout)  # every layer's output keeps it (the bias below is laid out alike)
         m = mask.to(x.dtype)[None, None]
         ones = x.new_ones(1, 1, self.kernel, self.kernel)
         x = x * m  # later layers' outputs are already zero outside the (growing) mask
@@ -247,8 +251,9 @@ class MaskedMapConv(nn.Module):
             scale = torch.where(count > 0, self.kernel**2 / count.clamp(min=1), torch.zeros_like(count))
             y = upper_tile_conv(x, conv.weight, self.kernel // 2, tile)
             m = ((count > 0) & upper).to(x.dtype)
-            # relu(y * scale + bias) * m in one fused multiply-add: m is 0 or 1, and relu(0) = 0.
-            bias = (conv.bias[:, None, None] * m[0]).to(y.dtype)
+            # relu(y * scale + bias) * m in one fused multiply-add: m is 0 or 1, and relu(0) = 0. The output takes
+            # the layout of the first operand, so the bias is laid out like the map.
+            bias = (conv.bias[None, :, None, None] * m).to(y.dtype).contiguous(memory_format=layout)
             x = F.relu(torch.addcmul(bias, y, (scale * m).to(y.dtype)), inplace=True)
         return x
 
