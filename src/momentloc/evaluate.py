@@ -29,17 +29,8 @@ from typing import Any, Literal, Mapping, Optional, Sequence, Union
 from momentloc import metrics_didemo as dd
 from momentloc.errors import DataError
 from momentloc.files import atomic_write
-from momentloc.metrics import (
-    IOU_THRESHOLDS,
-    TOP_KS,
-    breakdown_metrics,
-    localization_metrics,
-)
-from momentloc.metrics_qvh import (
-    load_qvh_saliency,
-    qvh_highlight_metrics,
-    qvh_moment_metrics,
-)
+from momentloc.metrics import IOU_THRESHOLDS, TOP_KS, breakdown_metrics, localization_metrics
+from momentloc.metrics_qvh import load_qvh_saliency, qvh_highlight_metrics, qvh_moment_metrics
 from momentloc.paths import data_root
 from momentloc.types import Moment, Pair
 
