@@ -47,6 +47,8 @@ class Predictor:
         self.vocab = module.vocab
         self.cfg = module.cfg
         self.device = torch.device(device)
+        if self.device.type == "cuda":  # fp32 matrix products as the model was trained and evaluated (TF32 or not)
+            torch.set_float32_matmul_precision(self.cfg.train.matmul_precision)
         self.feature_spec = feature_spec
         self._encoder = encoder
         self._weights: Optional[Union[str, Path]] = None
