@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -95,3 +96,22 @@ def test_trainer_steps_are_timed_against_the_bare_step(tiny_synth, tmp_path) -> 
     trainer = trainer_steps.trainer_ms("span", tiny_synth, "cpu", steps=3, skip=1, out=tmp_path, extra=dims)
     bare = trainer_steps.bare_ms("span", tiny_synth, "cpu", extra=dims)
     assert math.isfinite(trainer) and trainer > 0 and bare > 0
+
+
+def test_op_counts_do_not_grow_with_the_queries_of_one_video() -> None:
+    """snag (no RNN) dispatches the same operations for 1 and 5 queries: no per-query loop anywhere."""
+    import op_counts
+
+    row = op_counts.measure("snag", 5, train_pairs=2)
+    assert row["forward_1"] == row["forward_5"] > 100
+    assert row["decode_1"] == row["decode_5"] > 10
+    assert row["train_step"] > row["forward_1"]
+    assert "| snag |" in op_counts.markdown({"snag": row}, 5)
+
+
+def test_the_op_counter_leaves_views_out() -> None:
+    import op_counts
+
+    x = torch.randn(3, 4)
+    counted = op_counts.count(lambda: (x.view(4, 3).t() * 2).sum())
+    assert dict(counted.ops) == {"mul": 1, "sum": 1}
