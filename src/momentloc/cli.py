@@ -215,7 +215,7 @@ def _strict_json(obj: object) -> object:
 
 
 def _rate_line(queries: int, seconds: float, note: str) -> str:
-    """"N queries in X s (Y queries/s, note)": the throughput line of ``eval`` and ``predict``."""
+    """The throughput line of ``eval`` and ``predict``: N queries in X s (Y queries/s, note)."""
     return f"{queries} queries in {seconds:.2f} s ({queries / max(seconds, 1e-9):.0f} queries/s, {note})"
 
 
