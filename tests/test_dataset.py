@@ -3,11 +3,7 @@
 import pytest
 import torch
 
-from momentloc.data.dataset import (
-    GroundingDataset,
-    VideoCentricSampler,
-    VideoOrderSampler,
-)
+from momentloc.data.dataset import GroundingDataset, VideoCentricSampler, VideoOrderSampler
 from momentloc.data.features import FeatureStore
 from momentloc.data.formats.activitynet import parse_activitynet
 from momentloc.data.formats.didemo import parse_didemo

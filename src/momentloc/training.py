@@ -17,25 +17,10 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader, DistributedSampler
 
-from momentloc.checkpoint import (
-    EMA_KEY,
-    FORMAT,
-    atomic_save,
-    evaluation_state,
-    load_checkpoint,
-)
+from momentloc.checkpoint import EMA_KEY, FORMAT, atomic_save, evaluation_state, load_checkpoint
 from momentloc.config import ExperimentConfig, OptimConfig, apply_overrides, validate
-from momentloc.data.dataset import (
-    GroundingDataset,
-    VideoCentricSampler,
-    VideoOrderSampler,
-)
-from momentloc.data.sources import (
-    build_data,
-    ensure_generated,
-    make_dataset,
-    split_pairs,
-)
+from momentloc.data.dataset import GroundingDataset, VideoCentricSampler, VideoOrderSampler
+from momentloc.data.sources import build_data, ensure_generated, make_dataset, split_pairs
 from momentloc.data.text import Vocabulary
 from momentloc.errors import CheckpointError, ConfigError
 from momentloc.loss_watch import LossWatch

@@ -17,14 +17,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from momentloc.models.base import (
-    GroundingModel,
-    InputSpec,
-    ModelConfig,
-    Output,
-    host_lengths,
-    once_per_video,
-)
+from momentloc.models.base import GroundingModel, InputSpec, ModelConfig, Output, host_lengths, once_per_video
 from momentloc.types import Batch, Moment
 
 NEG = -1e9  # masked logit; finite so that 0 * masked stays 0 in the losses

@@ -6,14 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from momentloc.models.base import (
-    GroundingModel,
-    InputSpec,
-    ModelConfig,
-    Output,
-    host_lengths,
-    once_per_video,
-)
+from momentloc.models.base import GroundingModel, InputSpec, ModelConfig, Output, host_lengths, once_per_video
 from momentloc.registry import register_model
 from momentloc.types import Batch, Moment
 

@@ -11,13 +11,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from momentloc.decode import nms, to_moments
-from momentloc.models.base import (
-    GroundingModel,
-    InputSpec,
-    ModelConfig,
-    Output,
-    once_per_video,
-)
+from momentloc.models.base import GroundingModel, InputSpec, ModelConfig, Output, once_per_video
 from momentloc.models.tan2d_layers import (
     MaskedMapConv,
     MomentMap,

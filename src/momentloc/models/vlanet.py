@@ -18,13 +18,7 @@ import torch.nn.functional as F
 from pydantic import field_validator
 from torch import nn
 
-from momentloc.models.base import (
-    GroundingModel,
-    InputSpec,
-    ModelConfig,
-    Output,
-    once_per_video,
-)
+from momentloc.models.base import GroundingModel, InputSpec, ModelConfig, Output, once_per_video
 from momentloc.models.weak_layers import (
     clip_bounds_to_seconds,
     last_valid,
