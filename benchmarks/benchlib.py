@@ -226,9 +226,7 @@ def step_fn(net: torch.nn.Module, objectives: WeightedObjectives, cfg: Experimen
     def step() -> None:
         with _autocast(opts):
             out = fwd(batch)
-            total = net.loss(out, batch)["total"]
-            for weight, obj in zip(objectives.weights, objectives.items):
-                total = total + weight * obj(out, batch)["total"]
+            total = objectives(out, batch, net.loss(out, batch)["total"])["total"]
         opt.zero_grad(set_to_none=True)
         total.backward()
         if cfg.optim.grad_clip:

@@ -70,10 +70,7 @@ def _forward_and_backward(net: torch.nn.Module, objectives: Any, batch: Any) -> 
     def run() -> None:
         net.zero_grad(set_to_none=True)
         out = net(batch)
-        total = net.loss(out, batch)["total"]
-        for weight, objective in zip(objectives.weights, objectives.items):
-            total = total + weight * objective(out, batch)["total"]
-        total.backward()
+        objectives(out, batch, net.loss(out, batch)["total"])["total"].backward()
 
     return run
 

@@ -211,9 +211,7 @@ def test_paper_config_trains_one_step(name: str, num_clips: int) -> None:
     opt = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     before = [p.detach().clone() for p in model.parameters()]
     out: Output = model(b)
-    total = model.loss(out, b)["total"]
-    for weight, obj in zip(objectives.weights, objectives.items):
-        total = total + weight * obj(out, b)["total"]
+    total = objectives(out, b, model.loss(out, b)["total"])["total"]
     opt.zero_grad()
     total.backward()
     opt.step()

@@ -197,9 +197,7 @@ def _one_step(name: str, hidden: int | None) -> None:
     opt = torch.optim.Adam(params, lr=1e-4)
     batch = random_batch(2, cfg.data.num_clips or n, dim, num_words=8, text_dim=300, vocab_size=50)
     out = model(batch)
-    total = model.loss(out, batch)["total"]
-    for weight, obj in zip(objectives.weights, objectives.items):
-        total = total + weight * obj(out, batch)["total"]
+    total = objectives(out, batch, model.loss(out, batch)["total"])["total"]
     before = [q.detach().clone() for q in params]
     opt.zero_grad()
     total.backward()

@@ -129,12 +129,7 @@ class GroundingModule(L.LightningModule):
         """The model's losses plus every weighted objective; ``total`` is optimised."""
         out = self.model(batch)
         losses = dict(self.model.loss(out, batch))
-        total = losses["total"]
-        for name, weight, obj in zip(self.objectives.names, self.objectives.weights, self.objectives.items):
-            extra = obj(out, batch)
-            total = total + weight * extra["total"]
-            losses.update({f"{name}/{k}": v for k, v in extra.items()})
-        losses["total"] = total
+        losses.update(self.objectives(out, batch, losses["total"]))
         return losses
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:

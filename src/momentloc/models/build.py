@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from momentloc.config import ExperimentConfig, validate_params
 from momentloc.errors import ConfigError
-from momentloc.models.base import GroundingModel, InputSpec
+from momentloc.models.base import GroundingModel, InputSpec, Output
 from momentloc.registry import get_model_class, get_objective
+from momentloc.types import Batch
 
 
 def build_model(cfg: ExperimentConfig, spec: InputSpec) -> GroundingModel:
@@ -37,3 +39,14 @@ class WeightedObjectives(nn.Module):
             self.items.append(cls(params, model))
             self.names.append(section.name)
             self.weights.append(section.weight)
+
+    def forward(self, out: Output, batch: Batch, total: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``total`` (the model's loss) plus every weighted objective, as key ``total``; and each objective's
+        own losses as ``<name>/<key>``."""
+        losses: dict[str, torch.Tensor] = {}
+        for name, weight, objective in zip(self.names, self.weights, self.items):
+            extra = objective(out, batch)
+            total = total + weight * extra["total"]
+            losses.update({f"{name}/{k}": v for k, v in extra.items()})
+        losses["total"] = total
+        return losses
