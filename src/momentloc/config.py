@@ -23,8 +23,8 @@ class TextConfig(_Strict):
     # glove: a shipped-style pickle (w2id/id2vec) or a standard glove.*.txt;
     # minilm: ignored (the installed MiniLM package); hash: deterministic random vectors.
     path: Optional[str] = None
-    dim: int = 300
-    max_words: int = 32
+    dim: int = Field(default=300, ge=1, le=65536)
+    max_words: int = Field(default=32, ge=1, le=4096)
     lowercase: bool = True
     # Words missing from the vocabulary: "zero" vector or a shared "unk" vector.
     oov: Literal["zero", "unk"] = "zero"
@@ -36,20 +36,20 @@ class DataConfig(_Strict):
     dataset: str
     annotations: Optional[str] = None  # folder; default $MOMENTLOC_DATA/<dataset>
     features: Optional[str] = None  # feature store: folder of .npy, .npz or .hdf5
-    feature_dim: int
-    num_clips: Optional[int] = None  # resample every video to this T; None keeps its length
-    max_clips: Optional[int] = None  # variable-length cap (mean-pool longer videos down)
+    feature_dim: int = Field(ge=1, le=1 << 20)
+    num_clips: Optional[int] = Field(default=None, ge=1, le=1 << 20)  # resample every video to this T; None keeps its length
+    max_clips: Optional[int] = Field(default=None, ge=1, le=1 << 20)  # variable-length cap (mean-pool longer videos down)
     train_split: str = "train"
     val_split: Optional[str] = "val"  # None: carve val_fraction out of train (seeded)
     test_split: str = "test"
-    val_fraction: float = 0.1
+    val_fraction: float = Field(default=0.1, gt=0, lt=1)
     # Point labels for point-supervised models: the shipped glance files, or
     # a seeded draw inside each window.
     glance: Literal["shipped", "generated"] = "generated"
     text: TextConfig = Field(default_factory=TextConfig)
     # Video-centric batches: each batch item is a video with up to this many of
     # its queries (SnAG); 1 = query-centric.
-    queries_per_video: int = 1
+    queries_per_video: int = Field(default=1, ge=1)
     normalize_features: bool = False  # L2-normalise each clip feature
     # Training only: crop each batch's videos to a random fraction in [lo, hi] of their clips, keeping
     # more than crop_keep of every labelled window (SnAG's long-video training). Variable length only.
@@ -80,7 +80,7 @@ class ObjectiveSection(_Strict):
     """A plug-in objective by registry name, its weight and parameters."""
 
     name: str
-    weight: float = 1.0
+    weight: float = Field(default=1.0, ge=0, allow_inf_nan=False)
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -88,46 +88,46 @@ class OptimConfig(_Strict):
     """Optimiser and learning-rate schedule."""
 
     name: Literal["adam", "adamw", "sgd"] = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    lr: float = Field(default=1e-3, gt=0, allow_inf_nan=False)
+    weight_decay: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     # warmup_cosine / warmup_constant: a linear warm-up over warmup_epochs, then a cosine decay / a constant rate.
     scheduler: Literal["none", "cosine", "step", "warmup_cosine", "warmup_constant", "plateau"] = "none"
-    patience: int = 2  # plateau: epochs without improvement of the monitored metric before lr *= gamma
-    warmup_epochs: float = 0.0
-    step_size: int = 10
-    gamma: float = 0.1
-    grad_clip: Optional[float] = None
+    patience: int = Field(default=2, ge=0)  # plateau: epochs without improvement of the monitored metric before lr *= gamma
+    warmup_epochs: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    step_size: int = Field(default=10, ge=1)
+    gamma: float = Field(default=0.1, gt=0, allow_inf_nan=False)
+    grad_clip: Optional[float] = Field(default=None, gt=0, allow_inf_nan=False)
     # No weight decay on biases, 1-D parameters (norm weights, scales) and parameters whose
     # name contains one of no_decay_names.
     no_decay: bool = False
     no_decay_names: list[str] = Field(default_factory=list)
     # Parameter-name prefix (as the trainer names them, e.g. "model.text_net") -> factor on lr;
     # the longest matching prefix wins. A prefix that matches no parameter is an error.
-    lr_multipliers: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    lr_multipliers: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(default_factory=dict)
 
 
 class TrainConfig(_Strict):
     """The training loop (Lightning Trainer settings)."""
 
-    epochs: int = 10
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    num_workers: int = 0
-    seed: int = 0
+    epochs: int = Field(default=10, ge=1, le=1_000_000)
+    batch_size: int = Field(default=32, ge=1)
+    eval_batch_size: int = Field(default=64, ge=1)
+    num_workers: int = Field(default=0, ge=0, le=256)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)  # numpy's and Lightning's seed range
     accelerator: str = "auto"
     devices: Union[int, str] = 1
-    num_nodes: int = 1
+    num_nodes: int = Field(default=1, ge=1)
     strategy: str = "auto"
     precision: str = "32-true"  # e.g. "bf16-mixed" on GPUs that support it
     # fp32 matrix products on a GPU: "high" lets them run on TF32 tensor cores, as cuDNN's convolutions do by
     # default; "highest" keeps them in IEEE fp32 (several times slower on an H100/H200). No effect on a CPU.
     matmul_precision: Literal["highest", "high"] = "high"
     out_dir: str = "runs"
-    log_every_n_steps: int = 10
-    check_val_every_n_epoch: int = 1
+    log_every_n_steps: int = Field(default=10, ge=1)
+    check_val_every_n_epoch: int = Field(default=1, ge=1)
     monitor: str = "val/R1@0.5"
-    max_steps: int = -1
-    limit_train_batches: Optional[float] = None
+    max_steps: int = Field(default=-1, ge=-1)  # -1: no step limit (epochs end the run)
+    limit_train_batches: Optional[float] = Field(default=None, gt=0, allow_inf_nan=False)
     progress: bool = True
     deterministic: bool = True
     # Exponential moving average of the trainable weights, updated after every optimiser step
@@ -139,7 +139,8 @@ class TrainConfig(_Strict):
 class ExperimentConfig(_Strict):
     """A whole experiment: data, model, objectives, optimiser, loop."""
 
-    name: str = "experiment"
+    # The run's folder name under train.out_dir: a name, not a path (no '/', no leading '.').
+    name: str = Field(default="experiment", pattern=r"^[A-Za-z0-9_][A-Za-z0-9._+=@-]{0,199}$")
     data: DataConfig
     model: ModelSection
     objectives: list[ObjectiveSection] = Field(default_factory=list)
@@ -153,6 +154,14 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = deep_merge(out[key], value)
+        elif isinstance(value, dict) and isinstance(out.get(key), list) and value and all(
+                str(k).isdigit() and int(k) < len(out[key]) for k in value):
+            # a list item by index, as in --set objectives.0.params.support=non_gt
+            items = list(out[key])
+            for k, v in value.items():
+                old = items[int(k)]
+                items[int(k)] = deep_merge(old, v) if isinstance(v, dict) and isinstance(old, dict) else v
+            out[key] = items
         else:
             out[key] = value
     return out
