@@ -13,9 +13,12 @@ from momentloc.models.base import InputSpec
 from momentloc.models.fsan import (
     FSAN,
     FSANConfig,
+    SegmentMLP,
     excess_scores,
     inner_outer_losses,
     interval_sums,
+    reweighted_scores,
+    sap_weights,
     segment_scores,
 )
 from momentloc.models.weak_layers import margin_hinge, repeated_token_mask
@@ -71,6 +74,77 @@ def test_segment_scores_by_hand():
         assert abs(float(sc[0, s, e]) - v) < 1e-6, (s, e)
     sc_all, valid_all = segment_scores(P, TOK, CLIP, whole_video=True)
     assert valid_all[0, 0, 2] and abs(float(sc_all[0, 0, 2]) - 0.8 / 6) < 1e-6
+
+
+def test_segment_scores_with_the_token_mean_outside_by_hand():
+    # Column means over the two tokens: 0.3, 0.4, -0.3; the second term averages them outside.
+    sc, _ = segment_scores(P, TOK, CLIP, outside="mean")
+    want = {(0, 0): 0.3 - (0.4 - 0.3) / 2, (0, 1): 0.35 + 0.3, (1, 1): 0.4 - 0.0,
+            (1, 2): 0.05 - 0.3, (2, 2): -0.3 - 0.35}
+    for (s, e), v in want.items():
+        assert float(sc[0, s, e]) == pytest.approx(v, abs=1e-6), (s, e)
+
+
+def test_reweighted_eq8_by_hand_and_equal_to_the_excess_at_the_mean():
+    sc, valid = reweighted_scores(P, TOK, CLIP)
+    r = [0.3, 0.4, -0.3]
+    for s_ in range(3):
+        for e in range(s_, 3):
+            f = (e - s_ + 1) / 3
+            inside = sum(r[s_:e + 1]) / (e - s_ + 1)
+            rest = r[:s_] + r[e + 1:]
+            want = f * (1 - f) * (inside - sum(rest) / len(rest)) if rest else 0.0
+            assert float(sc[0, s_, e]) == pytest.approx(want, abs=1e-6), (s_, e)
+    assert bool(valid[0, 0, 2]) and not bool(valid[0, 0, 3])
+    ex, ex_valid = excess_scores(P, TOK, CLIP)
+    torch.testing.assert_close(sc, ex, rtol=0, atol=1e-6)
+    assert torch.equal(valid, ex_valid)
+
+
+def test_sap_weights_by_hand():
+    sc, valid = segment_scores(P, TOK, CLIP)
+    raw = sap_weights(sc, valid, "sc")
+    assert float(raw[0, 0, 1]) == pytest.approx(SC[(0, 1)] / 5, abs=1e-6)  # 5 valid segments
+    nonneg = sap_weights(sc, valid, "nonneg")
+    pos = {k: max(v, 0.0) for k, v in SC.items()}
+    for k, v in pos.items():
+        assert float(nonneg[0, k[0], k[1]]) == pytest.approx(v / sum(pos.values()), abs=1e-6)
+    soft = sap_weights(sc, valid, "softmax", temperature=0.5)
+    z = sum(math.exp(v / 0.5) for v in SC.values())
+    for k, v in SC.items():
+        assert float(soft[0, k[0], k[1]]) == pytest.approx(math.exp(v / 0.5) / z, abs=1e-6)
+    for w in (nonneg, soft):
+        assert float(w[~valid].abs().sum()) == 0.0 and float(w.sum()) == pytest.approx(1.0, abs=1e-6)
+    _, outer = inner_outer_losses(P, TOK, CLIP, sc, valid, weights="nonneg")
+    q = [-math.log((1 - m) / 2) for m in (0.1, 0.2, -0.4)]
+    want = sum(pos[(s, e)] / sum(pos.values()) * sum(q[j] for j in range(3) if j < s or j > e)
+               / sum(1 for j in range(3) if j < s or j > e) for (s, e) in SC)
+    assert float(outer) == pytest.approx(want, abs=1e-6)
+
+
+def test_segment_mlp_pools_each_segment_by_attention():
+    torch.manual_seed(0)
+    head = SegmentMLP(4)
+    v = torch.randn(1, 5, 4)
+    mask = torch.tensor([[True] * 4 + [False]])
+    with torch.no_grad():
+        scores = head(v, mask)
+        for j in range(4):  # a one-clip segment pools that clip
+            assert float(scores[0, j, j]) == pytest.approx(float(head.mlp(v[0, j])), abs=1e-5)
+        head.attn.weight.zero_()
+        scores = head(v, mask)  # equal attention: the segment's mean
+        assert float(scores[0, 1, 3]) == pytest.approx(float(head.mlp(v[0, 1:4].mean(0))), abs=1e-5)
+
+
+def test_sap_losses_join_after_the_warm_up_steps():
+    model = _small(sap_warmup_steps=2).train()
+    batch = _batch()
+    third = 1.0 / 3.0
+    for step in range(3):
+        losses = model.loss(model(batch), batch)
+        want = third * losses["triplet"] + (third * (losses["inner"] + losses["outer"]) if step >= 2 else 0.0)
+        torch.testing.assert_close(losses["total"].detach(), torch.as_tensor(want, dtype=torch.float32))
+    assert float(losses["inner"] + losses["outer"]) != 0.0
 
 
 def test_outside_grad_keeps_the_scores_and_stops_the_outside_gradient():
@@ -191,6 +265,9 @@ def test_alignment_map_is_exposed_for_plotting():
     {"cross_modal": False}, {"inner_modal": False}, {"negatives": "video"},
     {"negatives": "both", "mask_repeated_tokens": "both"}, {"mask_repeated_tokens": "none"},
     {"whole_video": True, "nms_iou": 1.0}, {"text_layers": 0}, {"outside_grad": False},
+    {"score_outside": "mean", "decode": "reweighted"}, {"sap_weights": "nonneg"},
+    {"sap_weights": "softmax", "outer_response": "mean"}, {"grounding": "mlp"},
+    {"grounding": "mlp", "negatives": "both", "mask_repeated_tokens": "both"},
 ])
 def test_variants_train_and_decode(variant):
     model = _small(**variant)
@@ -229,7 +306,9 @@ def test_decode_gives_the_best_segment_in_seconds():
     assert (best[1].start, best[1].end) == pytest.approx((4.0, 8.0))
 
 
-@pytest.mark.parametrize("name", ["fsan_activitynet", "fsan_didemo", "fsan_synthetic_ci"])
+@pytest.mark.parametrize("name", ["fsan_activitynet", "fsan_didemo", "fsan_synthetic_ci", "fsan_charades_sta",
+                                  "fsan_paper_activitynet", "fsan_paper_didemo", "fsan_paper_synthetic_ci",
+                                  "fsan_paper_charades_sta"])
 def test_paper_configs_take_a_training_step(name):
     cfg, model, batch = config_model_and_batch(name, "weak", 6, text_dim=300)
     assert isinstance(model, FSAN)

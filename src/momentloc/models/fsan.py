@@ -60,6 +60,17 @@ class FSANConfig(ModelConfig):
     # this sentence on another video ("video"), or both hinges averaged.
     negatives: Literal["sentence", "video", "both"] = "sentence"
     detach_weights: bool = True  # SC_{s,e} as a confidence weight, not a path for gradients
+    # Weights of L^i and L^o over the segments: SC_{s,e} as printed ("sc", can be negative, so
+    # L^o is then unbounded below), max(SC, 0) normalised to sum 1 ("nonneg"), or a softmax of
+    # SC / sap_temperature over the valid segments ("softmax"). The last two are not in the paper.
+    sap_weights: Literal["sc", "nonneg", "softmax"] = "sc"
+    sap_temperature: float = Field(0.1, gt=0.0)
+    # Training steps with the triplet alone before L^i and L^o join (not in the paper; 0: from
+    # the start). Counted per model instance: a resumed run counts again from 0.
+    sap_warmup_steps: int = Field(0, ge=0)
+    # The token reduction of Eq. 8's second term: the weakest response of each outside clip
+    # (as printed) or its mean over the tokens (not in the paper).
+    score_outside: Literal["min", "mean"] = "min"
     whole_video: bool = False  # also score the whole video (Eq. 8's second term then 0)
     # Gradients of S(V, S) (Eq. 7, in the triplet) through Eq. 8's second term. False: that
     # term still picks the best segment, but only L^o trains the outside clips (see docs).
@@ -69,8 +80,13 @@ class FSANConfig(ModelConfig):
     # their clips of the token-mean response minus a threshold between the video's mean response
     # (excess_threshold 0) and its peak (1), so the top segment is the run of clips that stand out
     # (not in the paper: Eq. 8's maximum is much shorter than the moment here, see docs).
-    decode: Literal["eq8", "excess"] = "eq8"
+    # "reweighted": Eq. 8 with the token mean in its second term, times f (1 - f), f = (e-s+1)/N_v
+    # (not in the paper); it equals "excess" at excess_threshold 0 (see docs).
+    decode: Literal["eq8", "reweighted", "excess"] = "eq8"
     excess_threshold: float = Field(0.0, ge=0.0, lt=1.0)
+    # "sap": the alignment-based grounding module (Eqs. 7-8); "mlp": the Table 4 ablation "w/o
+    # grounding module", attention pooling of V'' over each segment and a three-layer MLP score.
+    grounding: Literal["sap", "mlp"] = "sap"
 
     @field_validator("hidden", "align_dim", "heads", "ffn", "max_words", "max_clips")
     @classmethod
@@ -156,33 +172,42 @@ def _mean_response(p: torch.Tensor, tok_mask: torch.Tensor) -> torch.Tensor:
 
 
 def segment_scores(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.Tensor,
-                   whole_video: bool = False, outside_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                   whole_video: bool = False, outside_grad: bool = True,
+                   outside: str = "min") -> tuple[torch.Tensor, torch.Tensor]:
     """SC_{s,e} of Eq. 8 for every segment: (scores [B,T,T] indexed [s,e], valid [B,T,T]).
 
     Mean of P over the tokens and the segment's clips, minus the mean over the
     clips outside it of each clip's weakest token response. Eq. 8 divides by
     the number of outside clips, so the whole video is a candidate only with
     ``whole_video`` (or in a one-clip video), its second term then being 0.
-    ``outside_grad=False`` keeps the values and stops gradients through the second term.
+    ``outside_grad=False`` keeps the values and stops gradients through the second term;
+    ``outside="mean"`` takes each outside clip's mean token response instead of its weakest.
     """
     tm = tok_mask.to(p.dtype)
     n_s = tm.sum(1).clamp(min=1.0)
     per_clip = (p * tm[:, :, None]).sum(1) / n_s[:, None]
-    length, outside, valid = _segment_geometry(clip_mask, whole_video)
+    length, n_out, valid = _segment_geometry(clip_mask, whole_video)
     inside_mean = interval_sums(per_clip) / length.clamp(min=1.0)
-    low = _weakest_response(p, tok_mask, clip_mask)
+    if outside == "mean":
+        low = per_clip.masked_fill(~clip_mask, 0.0)
+    else:
+        low = _weakest_response(p, tok_mask, clip_mask)
     out_sum = low.sum(1).view(-1, 1, 1) - interval_sums(low)
     if not outside_grad:
         out_sum = out_sum.detach()
-    out_mean = torch.where(outside > 0, out_sum / outside.clamp(min=1.0), torch.zeros_like(out_sum))
+    out_mean = torch.where(n_out > 0, out_sum / n_out.clamp(min=1.0), torch.zeros_like(out_sum))
     sc = (inside_mean - out_mean).masked_fill(~valid, 0.0)
     return sc, valid
 
 
 def inner_outer_losses(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.Tensor,
                        sc: torch.Tensor, valid: torch.Tensor, detach_weights: bool = True,
-                       outer_response: str = "min") -> tuple[torch.Tensor, torch.Tensor]:
-    """L^i (Eqs. 9-10) and L^o (Eqs. 11-12), each sum_{s,e} SC_{s,e} L_{s,e} / #segments, batch mean.
+                       outer_response: str = "min", weights: str = "sc",
+                       temperature: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """L^i (Eqs. 9-10) and L^o (Eqs. 11-12), each sum_{s,e} w_{s,e} L_{s,e}, batch mean.
+
+    ``weights``: "sc" w = SC_{s,e} / #segments (as printed, the count a constant); "nonneg"
+    w = max(SC, 0) / sum max(SC, 0); "softmax" w = softmax over the valid segments of SC / temperature.
 
     The outer term lowers each outside clip's weakest response as
     -log(1 - (1 + min_i P_ij) / 2): the printed -log(min_i P_ij) is undefined
@@ -199,10 +224,52 @@ def inner_outer_losses(p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch
     _, outside, _ = _segment_geometry(clip_mask)
     q_out = q.sum(1).view(-1, 1, 1) - interval_sums(q)
     outer = torch.where(outside > 0, q_out / outside.clamp(min=1.0), torch.zeros_like(q_out))
-    vf = valid.to(p.dtype)
-    n_seg = vf.sum((1, 2)).clamp(min=1.0)
-    w = (sc.detach() if detach_weights else sc) * vf
-    return (w * inner).sum((1, 2)).div(n_seg).mean(), (w * outer).sum((1, 2)).div(n_seg).mean()
+    w = sap_weights(sc.detach() if detach_weights else sc, valid, weights, temperature)
+    return (w * inner).sum((1, 2)).mean(), (w * outer).sum((1, 2)).mean()
+
+
+def sap_weights(sc: torch.Tensor, valid: torch.Tensor, kind: str = "sc",
+                temperature: float = 0.1) -> torch.Tensor:
+    """Per-segment weights of L^i and L^o [B,T,T] (0 on invalid segments); see inner_outer_losses."""
+    vf = valid.to(sc.dtype)
+    if kind == "softmax":
+        logits = (sc / temperature).masked_fill(~valid, float("-inf")).flatten(1)
+        w = torch.softmax(logits, 1).view_as(sc)
+        return torch.where(valid, w, torch.zeros_like(w))
+    if kind == "nonneg":
+        w = sc.clamp(min=0.0) * vf
+        return w / w.sum((1, 2), keepdim=True).clamp(min=1e-12)
+    return sc * vf / vf.sum((1, 2), keepdim=True).clamp(min=1.0)
+
+
+class SegmentMLP(nn.Module):
+    """Table 4's "w/o grounding module": attention pooling of V'' over each segment, three-layer MLP."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.attn = nn.Linear(d, 1)
+        self.mlp = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d), nn.ReLU(), nn.Linear(d, 1))
+
+    def forward(self, v: torch.Tensor, clip_mask: torch.Tensor) -> torch.Tensor:
+        """Scores of every segment [B,T,T] (entry [s,e]) from clip features v [B,T,d]."""
+        a = self.attn(v).squeeze(-1).masked_fill(~clip_mask, float("-inf"))
+        w = torch.exp(a - a.max(1, keepdim=True).values)  # 0 on padded clips
+        num = interval_sums((w[:, :, None] * v).transpose(1, 2))  # [B,d,T,T]
+        den = interval_sums(w)[:, None].clamp(min=1e-12)
+        return self.mlp((num / den).permute(0, 2, 3, 1)).squeeze(-1)
+
+
+def reweighted_scores(p: torch.Tensor, tok_mask: torch.Tensor,
+                      clip_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 8 with the token mean in its second term, times f (1 - f), f = (e-s+1)/N_v: ([B,T,T], valid).
+
+    f (1 - f) (mean_in r - mean_out r) = sum_{j in [s,e]} (r_j - mean_j r_j) / N_v, so every
+    segment, the whole video included (score 0), is a candidate.
+    """
+    sc, _ = segment_scores(p, tok_mask, clip_mask, whole_video=True, outside="mean")
+    length, _, valid = _segment_geometry(clip_mask, whole_video=True)
+    f = length / clip_mask.sum(1).to(p.dtype).clamp(min=1.0).view(-1, 1, 1)
+    return (sc * f * (1.0 - f)).masked_fill(~valid, 0.0), valid
 
 
 @register_model("fsan")
@@ -234,6 +301,8 @@ class FSAN(GroundingModel):
                          cfg.inner_modal)
         self.w_s = nn.Linear(d, cfg.align_dim, bias=False)
         self.w_v = nn.Linear(d, cfg.align_dim, bias=False)
+        self.segment_mlp = SegmentMLP(d) if cfg.grounding == "mlp" else None
+        self._train_steps = 0  # for sap_warmup_steps
 
     def encode_text(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Token features with positions, before interaction: [B,L,d], mask [B,L]."""
@@ -266,17 +335,18 @@ class FSAN(GroundingModel):
         s, s_mask = self.encode_text(batch)
         v, v_mask = once_per_video(self.encode_video, batch, self.training), batch.video_mask
         p, s2, v2 = self.alignment(s, s_mask, v, v_mask)
-        sc, valid = segment_scores(p, s_mask, v_mask, self.cfg.whole_video, self.cfg.outside_grad)
+        sc, valid = self._segment_scores(p, s_mask, v_mask)
         n_valid = valid_lengths(v_mask)
         t = v_mask.shape[1]
         idx = torch.arange(t, device=p.device)
         start = idx.view(1, t, 1).expand(p.shape[0], t, t)
         segments = clip_bounds_to_seconds(start, (idx + 1).view(1, 1, t).expand_as(start), n_valid,
                                           batch.duration)
-        match = _best(sc, valid)  # Eq. 7
+        grounded = sc if self.segment_mlp is None else self.segment_mlp(v2, v_mask)
+        match = _best(grounded, valid)  # Eq. 7
         tensors = {
             "alignment_map": p, "segment_scores": sc, "segment_valid": valid,
-            "segments": segments, "match_score": match,
+            "segments": segments, "match_score": match, "grounding_scores": grounded,
             "text_in": s, "text_mask": s_mask, "video_in": v,
         }
         embeddings = {"clips": v2, "clip_mask": v_mask, "words": s2, "word_mask": s_mask,
@@ -287,8 +357,8 @@ class FSAN(GroundingModel):
                            ok: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """S(V, S) and S(V, S-) (Eq. 7) with repeated tokens masked (Section 3.3), and validity."""
         t = out.tensors
-        p_neg, _, _ = self.alignment(t["text_in"][neg], t["text_mask"][neg], t["video_in"],
-                                     batch.video_mask)
+        p_neg, _, v_neg = self.alignment(t["text_in"][neg], t["text_mask"][neg], t["video_in"],
+                                         batch.video_mask)
         tok_pos, tok_neg = t["text_mask"], t["text_mask"][neg]
         mode = self.cfg.mask_repeated_tokens
         if mode != "none":
@@ -296,22 +366,33 @@ class FSAN(GroundingModel):
         if mode == "both":
             tok_pos = repeated_token_mask(batch.word_ids[neg], t["text_mask"][neg], batch.word_ids, tok_pos)
         ok = ok & tok_neg.any(1) & tok_pos.any(1)
-        pos = out["match_score"] if mode != "both" else \
+        pos = out["match_score"] if mode != "both" or self.segment_mlp is not None else \
             self._best_segment(out["alignment_map"], tok_pos, batch.video_mask)
-        return pos, self._best_segment(p_neg, tok_neg, batch.video_mask), ok
+        return pos, self._best_segment(p_neg, tok_neg, batch.video_mask, v_neg), ok
 
-    def _best_segment(self, p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.Tensor) -> torch.Tensor:
-        """S(V, S) on a map; a row with no token left keeps its first (the caller drops it)."""
+    def _segment_scores(self, p: torch.Tensor, tok_mask: torch.Tensor,
+                        clip_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """SC_{s,e} (Eq. 8) with this config's readings, and valid."""
+        cfg = self.cfg
+        return segment_scores(p, tok_mask, clip_mask, cfg.whole_video, cfg.outside_grad, cfg.score_outside)
+
+    def _best_segment(self, p: torch.Tensor, tok_mask: torch.Tensor, clip_mask: torch.Tensor,
+                      v2: torch.Tensor | None = None) -> torch.Tensor:
+        """S(V, S) on a map (or from V'' with ``grounding: mlp``); a row with no token left keeps
+        its first (the caller drops it)."""
         tok = tok_mask.clone()
         tok[:, 0] |= ~tok.any(1)
-        return _best(*segment_scores(p, tok, clip_mask, self.cfg.whole_video, self.cfg.outside_grad))
+        sc, valid = self._segment_scores(p, tok, clip_mask)
+        if self.segment_mlp is not None and v2 is not None:
+            sc = self.segment_mlp(v2, clip_mask)
+        return _best(sc, valid)
 
     def _video_negative(self, out: Output, batch: Batch, neg: torch.Tensor) -> torch.Tensor:
         """S(V-, S): the sentence against another video of the batch."""
         t = out.tensors
         v_mask = batch.video_mask[neg]
-        p_neg, _, _ = self.alignment(t["text_in"], t["text_mask"], t["video_in"][neg], v_mask)
-        return self._best_segment(p_neg, t["text_mask"], v_mask)
+        p_neg, _, v_neg = self.alignment(t["text_in"], t["text_mask"], t["video_in"][neg], v_mask)
+        return self._best_segment(p_neg, t["text_mask"], v_mask, v_neg)
 
     def loss(self, out: Output, batch: Batch) -> dict[str, torch.Tensor]:
         """lambda1 L^t + lambda2 L^i + lambda3 L^o (Eq. 13); L^t averages the chosen hinges."""
@@ -326,11 +407,15 @@ class FSAN(GroundingModel):
         triplet = torch.stack([margin_hinge(p, n, v, cfg.margin) for p, n, v in terms]).mean()
         inner, outer = inner_outer_losses(out["alignment_map"], out["text_mask"], batch.video_mask,
                                           out["segment_scores"], out["segment_valid"],
-                                          cfg.detach_weights, cfg.outer_response)
+                                          cfg.detach_weights, cfg.outer_response, cfg.sap_weights,
+                                          cfg.sap_temperature)
+        sap_on = self._train_steps >= cfg.sap_warmup_steps
+        if self.training and torch.is_grad_enabled():
+            self._train_steps += 1
         total = cfg.lambda_triplet * triplet
-        if cfg.inner_loss:
+        if cfg.inner_loss and sap_on:
             total = total + cfg.lambda_inner * inner
-        if cfg.outer_loss:
+        if cfg.outer_loss and sap_on:
             total = total + cfg.lambda_outer * outer
         score_neg = torch.stack([_masked_average(n.detach(), v) for _, n, v in terms]).mean()
         return {"total": total, "triplet": triplet.detach(), "inner": inner.detach(),
@@ -338,9 +423,16 @@ class FSAN(GroundingModel):
                 "score_neg": score_neg}
 
     def decode(self, out: Output, batch: Batch, k: int = 5) -> list[list[Moment]]:
-        """Segments ranked by SC_{s,e} (or by their excess response, ``decode: excess``), NMS, seconds."""
+        """Segments ranked by SC_{s,e} (``decode``: or reweighted, or by excess response), NMS, seconds.
+
+        With ``grounding: mlp`` the MLP's scores rank the segments whatever ``decode`` says.
+        """
         b = out["segments"].shape[0]
-        if self.cfg.decode == "excess":
+        if self.segment_mlp is not None:
+            scores, valid = out["grounding_scores"], out["segment_valid"]
+        elif self.cfg.decode == "reweighted":
+            scores, valid = reweighted_scores(out["alignment_map"], out["text_mask"], batch.video_mask)
+        elif self.cfg.decode == "excess":
             scores, valid = excess_scores(out["alignment_map"], out["text_mask"], batch.video_mask,
                                           self.cfg.excess_threshold)
         else:
