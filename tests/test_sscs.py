@@ -22,6 +22,7 @@ from momentloc.objectives.support_set import (
     caption_nll,
     gt_clip_contrastive_loss,
     gt_clip_mask,
+    pair_attention_logits,
     pool_support,
     support_contrastive_loss,
 )
@@ -143,7 +144,7 @@ def _tiny_output(requires_grad: bool = False) -> tuple[Output, object]:
 
 def test_objective_end_to_end_by_hand() -> None:
     # Identity projections, tau = 1: w_1 = (e, 2) / (e + 1) (Eqs. 4-5), w_2 = (0, 1) after normalising.
-    obj = _identity_objective(temperature=1.0, contrast_weight=0.5, caption_weight=0.0)
+    obj = _identity_objective(temperature=1.0, contrast_weight=0.5, caption_weight=0.0, contrast_reduction="sum")
     out, batch = _tiny_output()
     n1 = math.hypot(E, 2.0)
     row1 = -math.log(E ** (E / n1) / (E ** (E / n1) + E ** (2 / n1)))
@@ -233,3 +234,130 @@ def test_sscs_speeds_up_2dtan_on_synthetic_ci(tmp_path: Path) -> None:
     sscs = train(load_config(CONFIGS / "tan2d_sscs_synthetic_ci.yaml", short)).metrics["R1@0.5"]
     assert sscs >= 1.5 * prior, f"2D-TAN + Sscs R1@0.5 {sscs:.1f} vs prior {prior:.1f}"
     assert sscs > base, f"2D-TAN + Sscs R1@0.5 {sscs:.1f} vs 2D-TAN {base:.1f} after 5 epochs"
+
+
+def test_pair_attention_logits_by_hand() -> None:
+    # Video 1: clips (1,0), (0,1); video 2: one clip (1,0) (the second is outside its support set). tau = 1.
+    x = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [7.0, 7.0]]])
+    y = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    support = torch.tensor([[True, True], [True, False]])
+    got = pair_attention_logits(x, y, support, 1.0)
+    # w_11 = (e, 1)/(e+1) attended by y_1; w_12 = (1, e)/(e+1) by y_2; video 2 has only (1, 0) for both.
+    n = math.hypot(E, 1.0)
+    expected = torch.tensor([[E / n, E / n], [1.0, 0.0]])
+    assert torch.allclose(got, expected, atol=1e-6)
+    # The diagonal is the printed reading's positive: w_i attended by its own sentence.
+    w = pool_support(x, y, support, 1.0)
+    assert torch.allclose(got.diagonal(), (torch.nn.functional.normalize(w, dim=-1) * y).sum(-1), atol=1e-6)
+
+
+def test_negatives_readings_differ_only_off_the_diagonal() -> None:
+    out, batch = _tiny_output()
+    printed = _identity_objective(temperature=1.0, caption_weight=0.0, contrast_reduction="sum")
+    paired = _identity_objective(temperature=1.0, caption_weight=0.0, contrast_reduction="sum",
+                                 negatives="pair_attention")
+    # Video 2's clips both point along (0, 1): every sentence attends to the same w, so its row is unchanged;
+    # video 1's negative (w_12, y_2) is re-attended by y_2 and scores higher than with w_11.
+    n1 = math.hypot(E, 2.0)
+    row1_printed = -math.log(E ** (E / n1) / (E ** (E / n1) + E ** (2 / n1)))
+    w12 = torch.tensor([1.0, 2 * E]) / (1 + E)
+    row1_paired = -math.log(E ** (E / n1) / (E ** (E / n1) + E ** float(w12[1] / w12.norm())))
+    row2 = -math.log(E / (1 + E))
+    assert float(printed(out, batch)["contrast"]) == pytest.approx(row1_printed + row2, rel=1e-6)
+    assert float(paired(out, batch)["contrast"]) == pytest.approx(row1_paired + row2, rel=1e-6)
+
+
+def test_contrast_default_is_the_batch_mean() -> None:
+    assert SscsConfig().contrast_reduction == "mean"
+    out, batch = _tiny_output()
+    mean = _identity_objective(temperature=1.0, caption_weight=0.0)(out, batch)["contrast"]
+    total = _identity_objective(temperature=1.0, caption_weight=0.0, contrast_reduction="sum")(out, batch)["contrast"]
+    assert float(total) == pytest.approx(2 * float(mean), rel=1e-6)
+
+
+def test_control_support_is_outside_the_moment() -> None:
+    # Four clips; the window [0, 5] s of 20 s holds clip 0 only. The control (non_gt) pools clips 1-3, V-SS all.
+    x = torch.tensor([[[9.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]], [[1.0, 0.0]] * 4])
+    clip_mask = torch.ones(2, 4, dtype=torch.bool)
+    batch = SimpleNamespace(windows=torch.tensor([[0.0, 5.0], [0.0, 20.0]]), duration=torch.tensor([20.0, 20.0]))
+    obj = _identity_objective(support="non_gt")
+    support = obj._support(clip_mask, batch)
+    # The second moment spans the video: an empty outside set falls back to every clip.
+    assert support.tolist() == [[False, True, True, True], [True, True, True, True]]
+    w = pool_support(x, torch.tensor([[1.0, 0.0], [1.0, 0.0]]), support, 0.1)
+    assert torch.allclose(w[0], torch.tensor([0.0, 1.0]))
+
+
+def test_variants_reachable_by_set() -> None:
+    sets = ["objectives.0.params.support=non_gt", "objectives.0.params.contrast_reduction=sum",
+            "objectives.0.params.negatives=pair_attention"]
+    (section,) = load_config(CONFIGS / "tan2d_sscs_charades_sta.yaml", sets).objectives
+    assert (section.params["support"], section.params["contrast_reduction"]) == ("non_gt", "sum")
+    assert section.params["negatives"] == "pair_attention" and section.params["contrast_weight"] == 0.1
+    assert load_config(CONFIGS / "tan2d_sscs_charades_sta.yaml", ["objectives=[]"]).objectives == []
+
+
+def test_paper_encoder_and_schedule_in_configs() -> None:
+    for name in ("charades_sta", "tacos", "activitynet"):
+        cfg = load_config(CONFIGS / f"tan2d_sscs_{name}.yaml")
+        assert cfg.model.params["bidirectional"] is True and cfg.model.params["lstm_layers"] == 3
+        assert cfg.optim.scheduler == "plateau" and cfg.train.batch_size == 256
+        assert cfg.objectives[0].params["contrast_reduction"] == "mean"
+        # the 2D-TAN baseline config keeps 2D-TAN's own unidirectional LSTM
+        assert load_config(CONFIGS / f"tan2d_{name}.yaml").model.params["bidirectional"] is False
+    ci = load_config(CONFIGS / "tan2d_sscs_synthetic_ci.yaml")
+    assert ci.model.params["bidirectional"] is True and ci.optim.scheduler == "plateau"
+
+
+def _concept_batch(g: torch.Generator, protos: torch.Tensor, word_vecs: torch.Tensor, T: int = 8) -> tuple:
+    """One pair per concept: noise clips with the concept's prototype inside a random window; the sentence is
+    the concept's word and two noise words."""
+    K, D = protos.shape
+    video = 0.3 * torch.randn(K, T, D, generator=g)
+    start = torch.randint(0, T - 2, (K,), generator=g)
+    inside = (torch.arange(T)[None] >= start[:, None]) & (torch.arange(T)[None] < start[:, None] + 2)
+    video = video + inside[..., None] * protos[:, None, :]
+    words = torch.cat([word_vecs[:, None], 0.3 * torch.randn(K, 2, word_vecs.shape[1], generator=g)], 1)
+    ids = torch.stack([torch.arange(K) + 2, torch.full((K,), K + 2), torch.full((K,), K + 3)], 1)
+    from momentloc.types import Batch
+
+    batch = Batch(video=video, video_mask=torch.ones(K, T, dtype=torch.bool), words=words,
+                  word_mask=torch.ones(K, 3, dtype=torch.bool), word_ids=ids, duration=torch.full((K,), float(T)),
+                  video_group=torch.arange(K), index=torch.arange(K),
+                  windows=torch.stack([start, start + 2], 1).float(), num_videos=K, word_lengths=(3,) * K)
+    return batch, inside
+
+
+def test_sscs_learns_to_match_sentences_and_find_their_clips() -> None:
+    # Learning test: the V-SS objective alone (no time labels) makes each sentence retrieve its own video in
+    # the batch and its cross-attention (Eq. 4) fall on the clips of its moment.
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    K, D, E_ = 8, 12, 10
+    protos, word_vecs = torch.randn(K, D, generator=g), torch.randn(K, E_, generator=g)
+    model = Tan2d(Tan2dConfig(num_clips=8, hidden_size=32, num_layers=1, lstm_layers=1, bidirectional=True),
+                  InputSpec(D, E_, K + 4, None))
+    obj = SupportSetCrossSupervision(SscsConfig(), model)
+    opt = torch.optim.Adam(list(model.parameters()) + list(obj.parameters()), lr=3e-3)
+
+    def scores(batch, inside) -> tuple[float, float]:
+        with torch.no_grad():
+            out = model(batch)
+            x, y = obj.psi(out.embeddings["clips"]), obj.phi(out.embeddings["sentence"])
+            w = pool_support(x, y, out.embeddings["clip_mask"], 0.1)
+            hits = (torch.nn.functional.normalize(w, dim=-1) @ torch.nn.functional.normalize(y, dim=-1).t()).argmax(1)
+            att = torch.softmax(torch.einsum("btd,bd->bt", torch.nn.functional.normalize(x, dim=-1),
+                                             torch.nn.functional.normalize(y, dim=-1)) / 0.1, -1)
+            return float((hits == torch.arange(K)).float().mean()), float((att * inside).sum(1).mean())
+
+    test = _concept_batch(torch.Generator().manual_seed(99), protos, word_vecs)
+    before = scores(*test)
+    for _ in range(150):
+        batch, _ = _concept_batch(g, protos, word_vecs)
+        loss = obj(model(batch), batch)["total"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = scores(*test)
+    assert after[0] >= 0.875 and after[0] > before[0], f"retrieval {before[0]:.2f} -> {after[0]:.2f}"
+    assert after[1] > 0.6 and after[1] > before[1] + 0.2, f"attention on the moment {before[1]:.2f} -> {after[1]:.2f}"

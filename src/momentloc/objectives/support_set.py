@@ -39,9 +39,16 @@ class SscsConfig(ObjectiveConfig):
     pooling: Literal["cross_attention", "self_attention", "max", "mean"] = "cross_attention"
     dim: Optional[int] = Field(None, ge=1, description="shared space width; default: the model's clip width")
     caption_hidden: Optional[int] = Field(None, ge=1, description="caption GRU width; default: dim")
-    # Eqs. 2 and 6 sum over the batch; Eqs. 3 and 7 average log p(sentence).
-    contrast_reduction: Literal["sum", "mean"] = "sum"
+    # Eqs. 2 and 6 are printed as sums over the batch, but Eq. 2 is "the softmax version of MIL-NCE [28]", whose
+    # release averages over the batch; the sum at the paper's batch (256) would weigh the contrast B times against
+    # 2D-TAN's per-cell mean (docs/methods/sscs.md measures the gradients). "sum" is the literal reading.
+    contrast_reduction: Literal["sum", "mean"] = "mean"
+    # Eqs. 3 and 7 average -log p(l_i | w_i) over the batch; "sentence" sums the words of each sentence,
+    # "token" averages them (the usual captioning loss).
     caption_reduction: Literal["sentence", "token"] = "sentence"
+    # Eq. 6's negatives (w_i, Y_j): w_i is video i's support set attended by its own sentence Y_i (Eqs. 4-5), as
+    # printed; "pair_attention" attends video i's support set with each sentence Y_j for the pair (i, j) instead.
+    negatives: Literal["positive_attention", "pair_attention"] = "positive_attention"
     clip_dim: Optional[int] = Field(None, ge=1, description="width of embeddings['clips'] if the model does not say")
     sentence_dim: Optional[int] = Field(None, ge=1, description="width of embeddings['sentence'] if the model does not say")
 
@@ -93,6 +100,16 @@ def support_contrastive_loss(w: torch.Tensor, y: torch.Tensor, tau: float, reduc
     logits = F.normalize(w, dim=-1) @ F.normalize(y, dim=-1).t() / tau
     target = torch.arange(len(w), device=w.device)
     return F.cross_entropy(logits, target, reduction=reduction)
+
+
+def pair_attention_logits(x: torch.Tensor, y: torch.Tensor, support: torch.Tensor, tau: float) -> torch.Tensor:
+    """[B,B] logits cos(w_ij, y_j) / tau, where w_ij is video i's support set (x [B,T,D], mask [B,T]) attended
+    by sentence j (Eqs. 4-5 for every pair): the ``negatives: pair_attention`` reading of Eq. 6."""
+    yn = F.normalize(y, dim=-1)
+    att = torch.einsum("itd,jd->ijt", F.normalize(x, dim=-1), yn) / tau  # [B,B,T]
+    a = _masked_softmax(att, support[:, None, :])
+    w = torch.einsum("ijt,itd->ijd", a, x)  # [B,B,D]
+    return (F.normalize(w, dim=-1) * yn[None]).sum(-1) / tau
 
 
 def gt_clip_contrastive_loss(
@@ -215,6 +232,12 @@ class SupportSetCrossSupervision(Objective):
 
     def forward(self, out: Output, batch: Batch) -> dict[str, torch.Tensor]:
         """The weighted sum of the contrastive and caption objectives (key ``total``)."""
+        contrast, caption = self.terms(out, batch)
+        total = self.cfg.contrast_weight * contrast + self.cfg.caption_weight * caption
+        return {"total": total, "contrast": contrast.detach(), "caption": caption.detach()}
+
+    def terms(self, out: Output, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The unweighted L_contrast and L_caption (the caption is 0 when its weight is 0)."""
         emb = out.embeddings
         missing = [k for k in self.needs if k not in emb]
         if missing:
@@ -231,8 +254,14 @@ class SupportSetCrossSupervision(Objective):
             cond = pool_support(x, y, pos, tau, "mean")
             cond = self.gt_head(cond) if self.gt_head is not None else cond
         else:
-            cond = pool_support(x, y, self._support(clip_mask, batch), tau, self.cfg.pooling)
-            contrast = support_contrastive_loss(cond, y, tau, self.cfg.contrast_reduction)
+            support = self._support(clip_mask, batch)
+            cond = pool_support(x, y, support, tau, self.cfg.pooling)
+            if self.cfg.negatives == "pair_attention" and self.cfg.pooling == "cross_attention":
+                logits = pair_attention_logits(x, y, support, tau)
+                target = torch.arange(len(logits), device=logits.device)
+                contrast = F.cross_entropy(logits, target, reduction=self.cfg.contrast_reduction)
+            else:  # the other poolings do not read the sentence: w_i is the same for every pair
+                contrast = support_contrastive_loss(cond, y, tau, self.cfg.contrast_reduction)
         caption = contrast.new_zeros(())
         if self.decoder is not None:
             ids = batch.word_ids
@@ -244,5 +273,4 @@ class SupportSetCrossSupervision(Objective):
                 self._ids_checked = True
             logits = self.decoder(cond, ids)
             caption = caption_nll(logits, ids, batch.word_mask.bool(), self.cfg.caption_reduction)
-        total = self.cfg.contrast_weight * contrast + self.cfg.caption_weight * caption
-        return {"total": total, "contrast": contrast.detach(), "caption": caption.detach()}
+        return contrast, caption
