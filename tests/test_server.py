@@ -74,7 +74,7 @@ def test_health_list_and_page(site) -> None:
     health = c.get("/api/health").json()
     assert health["status"] == "ok" and health["model"] == "span" and "tiny" in health["features"]
     names = [v["name"] for v in c.get("/api/videos").json()["videos"]]
-    assert names == ["colours.webm", "link.mp4", "sub/short.webm"]  # no .txt, no hidden file
+    assert names == ["colours.webm", "sub/short.webm"]  # no .txt, no hidden file, no link out of the folder
     page = c.get("/")
     assert page.status_code == 200 and "<video" in page.text
     assert "src=\"http" not in page.text and "cdn" not in page.text.lower()  # the page needs no network

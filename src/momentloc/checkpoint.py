@@ -74,3 +74,10 @@ def model_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The grounding model's own weights (the averaged ones, when stored) from a Lightning state dict (prefix ``model.``)."""
     state = evaluation_state(ckpt)
     return {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+
+
+def check_finite_weights(path: Union[str, Path], state: dict[str, Any]) -> None:
+    """Refuse weights holding NaN or infinite values: such a model answers arbitrary moments with confidence."""
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{path}: weight {name} holds NaN or infinite values (a diverged or damaged checkpoint)")

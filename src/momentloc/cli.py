@@ -18,6 +18,10 @@ data_app = typer.Typer(no_args_is_help=True, help="Annotations, features, synthe
 app.add_typer(data_app, name="data")
 
 SetOpt = typer.Option(None, "--set", help="Override a config key: a.b.c=value (repeatable).")
+MAX_CLIPS_DEFAULT = 4096  # momentloc.video.DEFAULT_MAX_CLIPS, repeated so `--help` needs no heavy import
+MaxClipsOpt = typer.Option(MAX_CLIPS_DEFAULT, "--max-clips", min=1,
+                           help="Longest video accepted, in clips (frames sampled at the feature fps, pooled); "
+                                "raise it for longer videos (memory and time grow with it).")
 
 
 def _console():
@@ -67,13 +71,18 @@ def train(
     config: Path = typer.Argument(..., help="Experiment YAML."),
     set_: Optional[List[str]] = SetOpt,
     resume: Optional[str] = typer.Option(None, help="Checkpoint to resume from, or 'last' for the run's last.ckpt."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the checkpoints of an earlier run of the same "
+                                                              "name (else such a run folder is refused)."),
 ) -> None:
     """Train a model from a config; the checkpoint is selected on the validation split."""
     from momentloc.config import load_config
+    from momentloc.errors import MomentlocError
     from momentloc.training import train as run
 
+    if resume is not None and overwrite:
+        raise MomentlocError("give --resume or --overwrite, not both")
     cfg = load_config(config, set_ or [])
-    result = run(cfg, resume=resume)
+    result = run(cfg, resume=resume, overwrite=overwrite)
     _print_metrics(result.metrics, f"{cfg.name}: validation (last epoch)")
     typer.echo(f"checkpoint: {result.best_checkpoint or result.checkpoint}")
     typer.echo(f"last: {result.checkpoint}   time: {result.seconds:.1f} s")
@@ -178,10 +187,47 @@ def data_synth(
     seed: int = typer.Option(0),
 ) -> None:
     """Generate the compositional synthetic benchmark."""
-    from momentloc.data.synthetic import ensure_synthetic
+    from momentloc.data.synthetic import SIZES, ensure_synthetic
 
+    if size not in SIZES:
+        raise typer.BadParameter(f"unknown size {size!r}; known: {', '.join(SIZES)}", param_hint="'--size'")
     root = ensure_synthetic(out or Path("artifacts/synthetic") / size, size=size, seed=seed)
     typer.echo(f"synthetic benchmark ({size}) at {root}")
+
+
+@data_app.command("simulate")
+def data_simulate(
+    dataset: str = typer.Argument(..., help="charades: the simulated Charades-STA."),
+    out: Path = typer.Option(..., help="Output folder (features.hdf5, meta.json, classes.tsv)."),
+    seed: int = typer.Option(0, help="The simulated world; another seed is another world of the same difficulty."),
+    dim: int = typer.Option(1024, help="Feature dimension (1024 as I3D; smaller for quick runs)."),
+    rate: float = typer.Option(4.0, help="Clips per second of video."),
+    max_videos: Optional[int] = typer.Option(None, help="Simulate a slice: this many train videos and a quarter as many test videos."),
+    knob: List[str] = typer.Option([], "--knob", help="Any other knob as name=value (phases, actor, objects, jitter, "
+                                   "faint, noise, nuisance, smoothing, ...); 0 switches a property off."),
+    root: Optional[Path] = typer.Option(None, help="Charades-STA annotation folder (default $MOMENTLOC_DATA/charades_sta)."),
+) -> None:
+    """Simulate clip features for Charades-STA from Charades' real action timelines."""
+    from momentloc.data.simulate import DATASETS, simulate_charades, spec_from
+    from momentloc.paths import data_root
+
+    if dataset not in DATASETS:
+        raise typer.BadParameter(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+    values: dict = {"seed": seed, "dim": dim, "rate": rate, "max_videos": max_videos}
+    for item in knob:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--knob {item!r}: expected name=value")
+        try:
+            values[name.strip()] = float(value)
+        except ValueError:
+            raise typer.BadParameter(f"--knob {item!r}: {value!r} is not a number") from None
+    try:
+        spec = spec_from(values)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    folder = simulate_charades(root or data_root() / "charades_sta", out, spec, progress=sys.stderr.isatty())
+    typer.echo(f"simulated Charades-STA features at {folder / 'features.hdf5'} (meta.json, classes.tsv beside it)")
 
 
 @data_app.command("glance")
@@ -247,13 +293,19 @@ def extract(
     batch_size: int = typer.Option(32, help="Frames per encoder batch."),
     resume: bool = typer.Option(True, help="Skip videos the store already holds."),
     device: str = typer.Option("cpu", help="Torch device for the encoder."),
+    max_clips: int = MaxClipsOpt,
 ) -> None:
     """Decode videos at a fixed fps, encode frames, pool to clips, write a feature store (resumable)."""
-    from momentloc.video import extract_features, list_videos, load_encoder
+    from momentloc.predict import check_device
+    from momentloc.video import check_sampling, extract_features, list_videos, load_encoder
 
+    check_sampling(fps, frames_per_clip, "--fps / --frames-per-clip")
+    if batch_size < 1:
+        raise typer.BadParameter(f"--batch-size must be at least 1, got {batch_size}")
     files = [f for v in videos for f in (list_videos(v) if v.is_dir() else [v])]
-    enc = load_encoder(encoder, weights, model=model, device=device)
-    res = extract_features(files, enc, fps, out, batch_size=batch_size, resume=resume, frames_per_clip=frames_per_clip)
+    enc = load_encoder(encoder, weights, model=model, device=check_device(device))
+    res = extract_features(files, enc, fps, out, batch_size=batch_size, resume=resume, frames_per_clip=frames_per_clip,
+                           max_clips=max_clips)
     typer.echo(f"{len(res.done)} extracted, {len(res.skipped)} already done, {len(res.failed)} failed -> {res.store}")
     for path, reason in res.failed:
         typer.echo(f"failed: {path}: {reason}", err=True)
@@ -296,31 +348,38 @@ def predict(
     video: Optional[Path] = typer.Option(None, help="A video file (encoded as the checkpoint's features were)."),
     features: Optional[Path] = typer.Option(None, help="Clip features [T, D] as .npy (instead of --video)."),
     duration: Optional[float] = typer.Option(None, help="Video duration in seconds (with --features)."),
-    top_k: int = typer.Option(5, min=1, help="Moments per query."),
+    top_k: int = typer.Option(5, min=1, max=1000, help="Moments per query."),
     plot: Optional[Path] = typer.Option(None, help="Draw the moments and the score curve to this PNG (first query)."),
     map_png: Optional[Path] = typer.Option(None, "--map", help="Draw the model's own map to this PNG (first query): "
                                            "the 2D-TAN score map or the FSAN alignment map."),
     weights: Optional[Path] = typer.Option(None, help="Encoder weights, if not where the feature spec recorded them."),
     device: Optional[str] = typer.Option(None, help="Torch device (default: cuda if available)."),
+    max_clips: int = MaxClipsOpt,
 ) -> None:
     """Print the top moments (start, end, score in seconds) for each query on a video or its features."""
     from momentloc.errors import MomentlocError
-    from momentloc.predict import Predictor
+    from momentloc.predict import Predictor, check_device, read_features_file
 
     if (video is None) == (features is None):
         raise MomentlocError("give exactly one of --video or --features")
-    if features is not None and duration is None:
-        raise MomentlocError("--features needs --duration (seconds)")
+    for flag, path in (("--out", out), ("--plot", plot), ("--map", map_png)):
+        if path is not None and path.is_dir():
+            raise MomentlocError(f"{flag} {path}: is a folder; expected a file name to write")
+    for flag, path in (("--plot", plot), ("--map", map_png)):
+        if path is not None and path.suffix.lower() not in (".png", ".svg", ".pdf"):
+            raise MomentlocError(f"{flag} {path}: expected a .png, .svg or .pdf file name")
+    if device is not None:
+        check_device(device)
     query = list(query) + (_read_queries(queries_file) if queries_file is not None else [])
     if not query:
         raise MomentlocError("give at least one --query (or a --queries-file)")
-    pred = Predictor.from_checkpoint(checkpoint, device=device, weights=weights)
+    pred = Predictor.from_checkpoint(checkpoint, device=device, weights=weights, max_clips=max_clips)
     if video is not None:
         enc = pred.encode_video(video)
     else:
-        from momentloc.data.features import load_npy
-
-        enc = pred.encode_video(load_npy(features), duration=duration, source=str(features))
+        feats = read_features_file(features, max_clips)
+        duration = _features_duration(pred, feats, duration, features)
+        enc = pred.encode_video(feats, duration=duration, source=str(features))
     start = time.perf_counter()
     results = pred.localize(enc, query, top_k=top_k, batch_size=batch_size)
     seconds = time.perf_counter() - start
@@ -344,6 +403,25 @@ def predict(
         typer.echo(f"map: {map_png}")
 
 
+def _features_duration(pred, feats, duration: Optional[float], path: Path) -> float:  # noqa: ANN001
+    """The duration of a features file: ``--duration``, else what the feature spec's clip length gives; a duration far
+    from what the clips cover at the spec's rate is refused."""
+    from momentloc.errors import MomentlocError
+
+    spec = pred.feature_spec
+    clips = int(feats.shape[0]) if getattr(feats, "ndim", 0) >= 1 else 0
+    covered = clips * spec.clip_seconds if spec is not None and clips else None
+    if duration is None:
+        if covered is None:
+            raise MomentlocError("--features needs --duration (seconds): the checkpoint carries no feature spec to take "
+                                 "it from")
+        return covered
+    if covered is not None and duration == duration and duration > 0 and not covered / 2 <= duration <= covered * 2 + 1:
+        raise MomentlocError(f"--duration {duration:g} s does not fit {path}: {clips} clips of "
+                             f"{spec.clip_seconds:g} s ({spec.describe()}) cover {covered:g} s")
+    return duration
+
+
 @app.command()
 def serve(
     checkpoint: Path = typer.Option(..., help="A momentloc checkpoint (.ckpt) trained on features with a feature spec."),
@@ -353,12 +431,13 @@ def serve(
     max_upload_mb: float = typer.Option(200.0, help="Largest accepted upload."),
     weights: Optional[Path] = typer.Option(None, help="Encoder weights, if not where the feature spec recorded them."),
     device: Optional[str] = typer.Option(None, help="Torch device (default: cuda if available)."),
+    max_clips: int = MaxClipsOpt,
 ) -> None:
     """Run the demo page and JSON API (OpenAPI at /api/openapi.json) over a folder of videos."""
     from momentloc.server.app import serve as run
 
-    typer.echo(f"serving {videos} on http://{host}:{port}/")
-    run(checkpoint, videos, host=host, port=port, max_upload_mb=max_upload_mb, device=device, weights=weights)
+    run(checkpoint, videos, host=host, port=port, max_upload_mb=max_upload_mb, device=device, weights=weights,
+        max_clips=max_clips, announce=lambda: typer.echo(f"serving {videos} on http://{host}:{port}/"))
 
 
 def _usage_exit(err: Exception) -> Optional[int]:
@@ -413,6 +492,33 @@ def main() -> None:  # noqa: D401
         sys.exit(err.exit_code)
     except Exception as err:  # command-line usage errors (click's, or typer's vendored click)
         code = _usage_exit(err)
-        if code is None:
+        if code is not None:
+            sys.exit(code)
+        user = _user_error(err)
+        if user is None:
             raise
-        sys.exit(code)
+        typer.echo(f"error: {one_line(user)}", err=True)
+        sys.exit(2)
+
+
+def _user_error(err: BaseException) -> Optional[str]:
+    """The user's mistake behind an exception, if any: a momentloc error that a library (Lightning tearing down a
+    failed run, say) raised another exception over, or a write that failed for want of space or permission."""
+    from momentloc.errors import MomentlocError, write_failure
+
+    seen = []
+    link: Optional[BaseException] = err
+    while link is not None and len(seen) < 16:
+        seen.append(link)
+        link = link.__cause__ or link.__context__
+    for link in seen:
+        if isinstance(link, MomentlocError):
+            return str(link)
+    for link in seen:
+        if isinstance(link, OSError):
+            failure = write_failure(link.filename or "output", link)
+            if failure is not None:
+                return str(failure)
+        if isinstance(link, RecursionError):
+            return "input nested too deeply to read (a JSON or YAML file of thousands of nested brackets?)"
+    return None

@@ -67,6 +67,20 @@ class DataConfig(_Strict):
                                  "would no longer have that length)")
         return self
     skip_bad_rows: bool = False
+    # Simulated features over the real annotations (the simulated Charades-STA): the knobs of
+    # momentloc.data.simulate.SimSpec. The store is made on first use, in `features` when given,
+    # else in artifacts/charades_sim/<knobs>/; `feature_dim` must equal the knobs' dim.
+    simulate: Optional[dict[str, Any]] = None
+
+    @model_validator(mode="after")
+    def _simulation_fits(self) -> "DataConfig":
+        if self.simulate is not None:
+            from momentloc.data.simulate import spec_from
+
+            spec = spec_from(self.simulate)
+            if spec.dim != self.feature_dim:
+                raise ValueError(f"simulate.dim ({spec.dim}) must equal feature_dim ({self.feature_dim})")
+        return self
 
 
 class ModelSection(_Strict):
@@ -94,6 +108,8 @@ class OptimConfig(_Strict):
     scheduler: Literal["none", "cosine", "step", "warmup_cosine", "warmup_constant", "plateau"] = "none"
     patience: int = Field(default=2, ge=0)  # plateau: epochs without improvement of the monitored metric before lr *= gamma
     warmup_epochs: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    # "step": the warm-up / cosine factor is updated after every optimiser step (SnAG's release), not per epoch.
+    schedule_interval: Literal["epoch", "step"] = "epoch"
     step_size: int = Field(default=10, ge=1)
     gamma: float = Field(default=0.1, gt=0, allow_inf_nan=False)
     grad_clip: Optional[float] = Field(default=None, gt=0, allow_inf_nan=False)
@@ -167,30 +183,65 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few KB; anything past 1 MB is not one
+MAX_BASE_DEPTH = 32
+
+
+def expand_env(value: Any) -> Any:
+    """``$VAR`` / ``${VAR}`` expanded in every string value (never in keys, never across the YAML text, so a variable
+    cannot add keys or lines); unset variables stay as written."""
+    if isinstance(value, dict):
+        return {k: expand_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v) for v in value]
+    if isinstance(value, str) and "$" in value:
+        return os.path.expandvars(value)
+    return value
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a folder; expected a YAML config file")
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes; a config file is at most {MAX_CONFIG_BYTES} bytes")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a text (UTF-8) YAML file: byte 0x{err.object[err.start]:02x} "
+                          f"at offset {err.start}") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from None
+    if "\x00" in text:
+        raise ConfigError(f"{path}: not a text YAML file (it holds NUL bytes)")
     try:
-        data = yaml.safe_load(os.path.expandvars(text)) or {}
-    except yaml.YAMLError as err:
+        data = yaml.safe_load(text) or {}
+    except (yaml.YAMLError, RecursionError, ValueError) as err:
         raise ConfigError(f"{path}: not valid YAML ({err})".replace("\n", " ")) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    return data
+    return expand_env(data)
 
 
-def load_layers(path: Path) -> dict[str, Any]:
+def load_layers(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read a YAML file and the files its ``base:`` list names (relative to it), merged."""
     path = Path(path)
+    here = path.resolve()
+    if here in _seen:
+        chain = " -> ".join(p.name for p in (*_seen, here))
+        raise ConfigError(f"{_seen[-1]}: 'base:' forms a cycle ({chain})")
+    if len(_seen) >= MAX_BASE_DEPTH:
+        raise ConfigError(f"{path}: 'base:' nested more than {MAX_BASE_DEPTH} files deep")
     raw = _read_yaml(path)
     bases = raw.pop("base", [])
     if isinstance(bases, str):
         bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
+        raise ConfigError(f"{path}: key 'base': expected a file name or a list of file names")
     merged: dict[str, Any] = {}
     for base in bases:
-        merged = deep_merge(merged, load_layers((path.parent / base).resolve()))
+        merged = deep_merge(merged, load_layers((path.parent / base).resolve(), (*_seen, here)))
     return deep_merge(merged, raw)
 
 
@@ -217,7 +268,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 def validate(raw: dict[str, Any], source: str = "<config>") -> ExperimentConfig:
     """Validate a raw dict; errors name the key path and what was expected."""
     try:
-        return ExperimentConfig.model_validate(raw)
+        cfg = ExperimentConfig.model_validate(raw)
     except ValidationError as err:
         first = err.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
@@ -227,6 +278,21 @@ def validate(raw: dict[str, Any], source: str = "<config>") -> ExperimentConfig:
             msg = f"key {loc!r}: {first['msg']}"
         more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
         raise ConfigError(f"{source}: {msg}{more}") from None
+    _check_names(cfg, source)
+    return cfg
+
+
+def _check_names(cfg: ExperimentConfig, source: str) -> None:
+    """The model and objectives must be registered names (a typo such as 'spn' is caught here, not in a traceback)."""
+    from momentloc.registry import get_model_class, get_objective
+
+    try:
+        get_model_class(cfg.model.name)
+        for obj in cfg.objectives:
+            get_objective(obj.name)
+    except KeyError as err:
+        key = "model.name" if str(err.args[0]).startswith("unknown model") else "objectives"
+        raise ConfigError(f"{source}: key {key!r}: {err.args[0]}") from None
 
 
 def load_config(path: Union[str, Path], overrides: Optional[list[str]] = None) -> ExperimentConfig:
@@ -237,6 +303,9 @@ def load_config(path: Union[str, Path], overrides: Optional[list[str]] = None) -
 
 def validate_params(cls: type[BaseModel], params: dict[str, Any], where: str) -> BaseModel:
     """Validate a model/objective ``params`` block against its own config class."""
+    bad = _non_finite_or_negative_size(params)
+    if bad is not None:
+        raise ConfigError(f"{where}: key {bad[0]!r}: {bad[1]}")
     try:
         return cls.model_validate(params)
     except ValidationError as err:
@@ -245,3 +314,23 @@ def validate_params(cls: type[BaseModel], params: dict[str, Any], where: str) ->
         if first["type"] == "extra_forbidden":
             raise ConfigError(f"{where}: unknown key {loc!r}") from None
         raise ConfigError(f"{where}: key {loc!r}: {first['msg']}") from None
+
+
+# Parameter names that count things (widths, layers, heads, kernels): a negative value cannot build a model.
+_SIZE_WORDS = ("hidden", "dim", "layers", "heads", "kernel", "num_", "size", "width", "depth", "levels")
+
+
+def _non_finite_or_negative_size(params: dict[str, Any], prefix: str = "") -> Optional[tuple[str, str]]:
+    """(key, why) for the first model/objective parameter that is NaN / infinite, or a size below 1; else None."""
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            found = _non_finite_or_negative_size(value, f"{name}.")
+            if found:
+                return found
+        elif isinstance(value, float) and value != value or isinstance(value, float) and value in (float("inf"), float("-inf")):
+            return name, f"expected a finite number, got {value}"
+        elif (isinstance(value, int) and not isinstance(value, bool) and value < 0
+              and any(word in str(key).lower() for word in _SIZE_WORDS)):
+            return name, f"a size or count cannot be negative, got {value}"
+    return None

@@ -56,3 +56,20 @@ class ConfigError(MomentlocError):
 
 class CheckpointError(MomentlocError):
     """A checkpoint that cannot be used (truncated, other model, other feature spec)."""
+
+
+class LimitError(DataError):
+    """Input past a configured size limit (clips, frames, nesting); the message says how to raise the limit."""
+
+
+def write_failure(path: Union[str, Path], err: OSError) -> Optional[MomentlocError]:
+    """A one-line error for a write that failed for a reason the user can fix (disk full, no permission), else None."""
+    import errno
+
+    reasons = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+               errno.EROFS: "read-only file system", errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+               errno.ENAMETOOLONG: "file name too long", errno.ENOTDIR: "a part of the path is a file, not a folder",
+               errno.EISDIR: "is a folder, not a file"}
+    if err.errno not in reasons:
+        return None
+    return MomentlocError(f"{path}: cannot write: {reasons[err.errno]}")

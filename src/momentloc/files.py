@@ -14,6 +14,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any, Iterator, Union
 
+from momentloc.errors import MomentlocError, write_failure
+
 PathLike = Union[str, Path]
 
 
@@ -34,8 +36,13 @@ def atomic_path(path: PathLike, suffix: str = ".tmp") -> Iterator[Path]:
     temp file's name (for writers that pick a format by it).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    if path.is_dir():
+        raise MomentlocError(f"{path}: is a folder; expected a file name to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as err:
+        raise (write_failure(path, err) or err) from None
     os.close(fd)
     tmp = Path(name)
     try:
@@ -44,6 +51,8 @@ def atomic_path(path: PathLike, suffix: str = ".tmp") -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
+    except OSError as err:  # a full disk or a lost permission: one line naming the file, the old file kept
+        raise (write_failure(path, err) or err) from None
     finally:
         tmp.unlink(missing_ok=True)
 

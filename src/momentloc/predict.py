@@ -13,8 +13,14 @@ import torch
 from torch import nn
 
 from momentloc.data.features import check_features, resample
-from momentloc.errors import CheckpointError, DataError, MomentlocError
+from momentloc.errors import CheckpointError, DataError, LimitError, MomentlocError
 from momentloc.types import Batch, Moment
+
+# Cells (queries x clips x clips) of one forward pass: a span model's start x end scores grow with the square of the
+# clips, so long videos are answered in smaller query batches rather than all at once (2**25 cells: ~1.3 GB).
+QUERY_CELLS = 2**25
+DEFAULT_MAX_CLIPS = 4096  # the same default as momentloc.video.DEFAULT_MAX_CLIPS (kept here: no PyAV import)
+MAX_TOP_K = 1000
 
 if TYPE_CHECKING:  # the video stack (PyAV) loads only when a raw video is given
     from momentloc.encoders import FeatureSpec, FrameEncoder
@@ -41,7 +47,8 @@ class Predictor:
     """Loads a checkpoint once; encodes a video once; answers many queries against it."""
 
     def __init__(self, module, device: Union[str, torch.device] = "cpu", feature_spec: Optional["FeatureSpec"] = None,
-                 encoder: Optional["FrameEncoder"] = None, cache_size: int = 16) -> None:
+                 encoder: Optional["FrameEncoder"] = None, cache_size: int = 16,
+                 max_clips: Optional[int] = DEFAULT_MAX_CLIPS) -> None:
         self.module = module.to(device).eval()
         self.model = module.model
         self.vocab = module.vocab
@@ -54,13 +61,17 @@ class Predictor:
         self._weights: Optional[Union[str, Path]] = None
         self._cache: "OrderedDict[tuple, EncodedVideo]" = OrderedDict()
         self._cache_size = cache_size
+        if max_clips is not None and max_clips < 1:
+            raise MomentlocError(f"max_clips must be at least 1, got {max_clips}")
+        self.max_clips = max_clips  # longest video (in clips) accepted; None: no limit
         self._lock = threading.Lock()
         self.videos_encoded = 0  # raw videos decoded and encoded (not served from the cache)
         self._word_vectors = torch.from_numpy(self.vocab.vectors)  # a view; rows are gathered on the host
 
     @classmethod
     def from_checkpoint(cls, path: Union[str, Path], device: Optional[str] = None, encoder: Optional["FrameEncoder"] = None,
-                        weights: Optional[Union[str, Path]] = None) -> "Predictor":
+                        weights: Optional[Union[str, Path]] = None,
+                        max_clips: Optional[int] = DEFAULT_MAX_CLIPS) -> "Predictor":
         """Load a momentloc checkpoint (safely: ``weights_only``) and the feature spec it was trained on.
 
         ``encoder`` (or ``weights`` for the spec's own encoder) is what raw videos are encoded with; it must
@@ -68,11 +79,14 @@ class Predictor:
         """
         from momentloc.training import module_from_checkpoint
 
-        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        from momentloc.checkpoint import check_finite_weights
+
+        dev = check_device(device) if device else ("cuda" if torch.cuda.is_available() else "cpu")
         module = module_from_checkpoint(Path(path))
+        check_finite_weights(path, module.state_dict())
         from momentloc.video import checkpoint_feature_spec
 
-        pred = cls(module, dev, feature_spec=checkpoint_feature_spec(path, module.cfg), encoder=encoder)
+        pred = cls(module, dev, feature_spec=checkpoint_feature_spec(path, module.cfg), encoder=encoder, max_clips=max_clips)
         pred._weights = weights
         return pred
 
@@ -106,7 +120,7 @@ class Predictor:
         from momentloc.video import features_for_checkpoint
 
         self.videos_encoded += 1
-        return features_for_checkpoint(path, self.cfg, self.feature_spec, self.frame_encoder())
+        return features_for_checkpoint(path, self.cfg, self.feature_spec, self.frame_encoder(), max_clips=self.max_clips)
 
     def encode_video(self, video: Union[np.ndarray, str, Path], duration: Optional[float] = None,
                      fps: Optional[float] = None, source: Optional[str] = None) -> EncodedVideo:
@@ -147,6 +161,9 @@ class Predictor:
             made = f" (made by {self.feature_spec.describe()})" if self.feature_spec is not None else ""
             raise DataError(source, f"features have dimension {feats.shape[1]}, "
                                     f"but this checkpoint takes {self.feature_dim}-dim features{made}")
+        if self.max_clips is not None and feats.ndim >= 1 and feats.shape[0] > self.max_clips:
+            raise LimitError(source, f"{feats.shape[0]} clips, more than the limit of {self.max_clips}; raise it "
+                                     "(--max-clips, or max_clips=) to accept longer videos")
         feats = check_features(feats, name, source, self.feature_dim, where=where)
         if self.cfg.data.num_clips is not None:
             feats = resample(feats, self.cfg.data.num_clips)
@@ -207,6 +224,10 @@ class Predictor:
         """Top-k moments (seconds, best first) for each query."""
         enc = video if isinstance(video, EncodedVideo) else self.encode_video(video, duration)
         qs = [queries] if isinstance(queries, str) else list(queries)
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise MomentlocError(f"top_k must be from 1 to {MAX_TOP_K}, got {top_k}")
+        clips = int(enc.features.shape[0])
+        batch_size = max(1, min(batch_size, QUERY_CELLS // (clips * clips)))
         out: list[list[Moment]] = []
         for start in range(0, len(qs), batch_size):
             batch = self._batch(enc, qs[start : start + batch_size], start)
@@ -240,3 +261,46 @@ class Predictor:
         else:
             curve[np.isnan(curve)] = np.nanmin(curve)  # times no candidate covers get the lowest score
         return times, curve
+
+
+def check_device(device: str) -> str:
+    """A torch device this build can use, else one line saying which it can (``tpu``, ``cuda`` on a CPU build)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise MomentlocError(f"device {device!r} is not a torch device (expected cpu, cuda, cuda:N or mps)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise MomentlocError(f"device {device!r}: no CUDA GPU is available to this torch build (use --device cpu)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise MomentlocError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise MomentlocError(f"device {device!r}: MPS is not available here (use --device cpu)")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise MomentlocError(f"device {device!r} is not supported (expected cpu, cuda, cuda:N or mps)")
+    return device
+
+
+def read_features_file(path: Union[str, Path], max_clips: Optional[int] = DEFAULT_MAX_CLIPS) -> np.ndarray:
+    """A [T, D] ``.npy`` array, its header checked first: a shape past ``max_clips`` or past the file's size is refused
+    before any memory is taken for it."""
+    from momentloc.data.features import load_npy
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(6) == b"\x93NUMPY":
+                fh.seek(0)
+                version = np.lib.format.read_magic(fh)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(fh)  # the header only, no data
+                need = int(np.prod(shape, dtype=np.float64) * dtype.itemsize) if dtype.itemsize else 0
+                have = path.stat().st_size - fh.tell()
+                if len(shape) >= 1 and max_clips is not None and shape[0] > max_clips:
+                    raise LimitError(path, f"{shape[0]} clips, more than the limit of {max_clips}; raise it "
+                                           "(--max-clips, or max_clips=) to accept longer videos")
+                if not dtype.hasobject and need > have:
+                    raise DataError(path, f"header says shape {tuple(shape)} ({need} bytes) but the file holds {have} bytes "
+                                          "(truncated or damaged)")
+    except (OSError, ValueError, TypeError):
+        pass  # load_npy says what is wrong in one line
+    return load_npy(path)

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from momentloc.checkpoint import EMA_KEY, FORMAT, atomic_save, evaluation_state, load_checkpoint
 from momentloc.config import ExperimentConfig, OptimConfig, apply_overrides, validate
 from momentloc.data.dataset import GroundingDataset, VideoCentricSampler, VideoOrderSampler
-from momentloc.data.sources import build_data, ensure_generated, make_dataset, split_pairs
+from momentloc.data.sources import build_data, make_dataset, split_pairs
 from momentloc.data.text import Vocabulary
 from momentloc.errors import CheckpointError, ConfigError
 from momentloc.loss_watch import LossWatch
@@ -150,7 +150,11 @@ class GroundingModule(L.LightningModule):
             self.ema.update(self)
 
     def configure_optimizers(self) -> Any:
-        return make_optimizer(self.cfg.optim, self.named_parameters(), self.cfg.train.epochs, self.cfg.train.monitor)
+        steps = 1
+        if self.cfg.optim.schedule_interval == "step":
+            steps = max(1, int(self.trainer.estimated_stepping_batches) // max(1, self.cfg.train.epochs))
+        return make_optimizer(self.cfg.optim, self.named_parameters(), self.cfg.train.epochs, self.cfg.train.monitor,
+                              steps_per_epoch=steps)
 
     # -- evaluation -------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
@@ -279,13 +283,16 @@ def param_groups(cfg: OptimConfig, named: NamedParams) -> list[dict[str, Any]]:
             for (factor, exempt), ps in groups.items()]
 
 
-def schedule_factor(cfg: OptimConfig, epochs: int) -> Callable[[int], float]:
-    """The per-epoch lr factor of the ``cosine``, ``warmup_cosine`` and ``warmup_constant`` schedules.
+def schedule_factor(cfg: OptimConfig, epochs: int, steps_per_epoch: int = 1) -> Callable[[int], float]:
+    """The lr factor of the ``cosine``, ``warmup_cosine`` and ``warmup_constant`` schedules, per epoch or,
+    with ``schedule_interval: step``, per optimiser step (``steps_per_epoch`` of them in an epoch).
 
     Warm-up: epoch ``e < warmup_epochs`` gets ``(e + 1) / (warmup_epochs + 1)``; then ``warmup_constant``
-    keeps 1 and the cosine ones decay from 1 to 0 over the remaining epochs.
+    keeps 1 and the cosine ones decay from 1 to 0 over the remaining epochs (in steps when per step).
     """
-    warm = cfg.warmup_epochs if cfg.scheduler in ("warmup_cosine", "warmup_constant") else 0.0
+    per = steps_per_epoch if cfg.schedule_interval == "step" else 1
+    epochs = epochs * per
+    warm = (cfg.warmup_epochs if cfg.scheduler in ("warmup_cosine", "warmup_constant") else 0.0) * per
     constant = cfg.scheduler == "warmup_constant"
 
     def factor(epoch: int) -> float:
@@ -299,7 +306,9 @@ def schedule_factor(cfg: OptimConfig, epochs: int) -> Callable[[int], float]:
     return factor
 
 
-def make_optimizer(cfg: OptimConfig, named: NamedParams, epochs: int, monitor: str = "val/R1@0.5") -> Any:
+def make_optimizer(
+    cfg: OptimConfig, named: NamedParams, epochs: int, monitor: str = "val/R1@0.5", steps_per_epoch: int = 1
+) -> Any:
     """The configured optimiser and (per-epoch) learning-rate schedule over ``named_parameters()``."""
     named = list(named)
     params: Any = [p for _, p in named if p.requires_grad]
@@ -319,7 +328,8 @@ def make_optimizer(cfg: OptimConfig, named: NamedParams, epochs: int, monitor: s
     if cfg.scheduler == "step":
         sched = torch.optim.lr_scheduler.StepLR(opt, cfg.step_size, cfg.gamma)
     else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule_factor(cfg, epochs))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule_factor(cfg, epochs, steps_per_epoch))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": cfg.schedule_interval}}
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
 
@@ -426,18 +436,33 @@ def input_spec(cfg: ExperimentConfig, vocab: Vocabulary) -> InputSpec:
 
 
 def train(cfg: ExperimentConfig, resume: Optional[str] = None, run_dir: Optional[Path] = None,
-          callbacks: Sequence[L.Callback] = ()) -> TrainResult:
+          callbacks: Sequence[L.Callback] = (), overwrite: bool = True) -> TrainResult:
     """Train from a config; select the checkpoint on validation; return where it is.
 
-    ``callbacks`` are extra Lightning callbacks (e.g. timing or early stopping) run with the trainer's own."""
+    ``callbacks`` are extra Lightning callbacks (e.g. timing or early stopping) run with the trainer's own.
+    ``overwrite=False`` refuses a fresh run into a run folder that holds checkpoints (the command line's default)."""
+    from momentloc import runs
+
+    run_dir = Path(run_dir or Path(cfg.train.out_dir) / cfg.name)
+    resume_path = runs.prepare_run_folder(run_dir, resume, overwrite)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     from momentloc.registry import get_model_class
 
     supervision = get_model_class(cfg.model.name).supervision
     data = build_data(cfg.data, supervision, seed=cfg.train.seed)
-    module = GroundingModule(cfg, input_spec(cfg, data.vocab), data.vocab)
+    try:
+        module = GroundingModule(cfg, input_spec(cfg, data.vocab), data.vocab)
+    except (RuntimeError, ValueError) as err:  # e.g. a width of 0 that torch cannot build a layer of
+        raise ConfigError(f"model {cfg.model.name!r} cannot be built from model.params "
+                          f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
     module.eval_pairs = data.val.pairs
-    run_dir = Path(run_dir or Path(cfg.train.out_dir) / cfg.name)
+    metrics_header: list[str] = []
+    metrics_rows: list[dict[str, str]] = []
+    if resume_path is not None:
+        ckpt = load_checkpoint(resume_path)
+        _check_weights(resume_path, cfg.model.name, module.state_dict(), ckpt.get("state_dict") or {})
+        metrics_header, metrics_rows = runs.metrics_before(run_dir, runs.checkpoint_epoch(ckpt))
+        del ckpt
     ckpt_dir = run_dir / "checkpoints"
     ckpt_cb = ModelCheckpoint(
         dirpath=ckpt_dir, filename="best", monitor=cfg.train.monitor, mode="max", save_top_k=1, enable_version_counter=False,
@@ -446,9 +471,9 @@ def train(cfg: ExperimentConfig, resume: Optional[str] = None, run_dir: Optional
     # only fires when the monitored metric improved, which breaks resuming.
     last_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False)
     trainer = _trainer(cfg, run_dir, [ckpt_cb, last_cb, _EpochSeeder(), *callbacks])
+    runs.restore_metrics(trainer.loggers, metrics_header, metrics_rows)
     start = time.perf_counter()
-    if resume == "last":
-        resume = str(ckpt_dir / "last.ckpt")
+    resume = str(resume_path) if resume_path is not None else None
     trainer.fit(module, datamodule=GroundingData(data.train, data.val, cfg), ckpt_path=resume)
     seconds = time.perf_counter() - start
     best = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else None
@@ -502,9 +527,13 @@ def evaluate_checkpoint(
     breakdowns: bool = True,
 ) -> tuple[dict[str, float], dict[int, list[Moment]], list]:
     """Metrics, predictions by pair index, and the pairs of ``split`` for a checkpoint."""
+    from momentloc.checkpoint import check_finite_weights
+    from momentloc.runs import require_generated
+
     module = module_from_checkpoint(path, overrides)
+    check_finite_weights(path, module.state_dict())
     cfg = module.cfg
-    ensure_generated(cfg.data)
+    require_generated(cfg.data)
     _check_store_features(path, cfg)
     pairs = split_pairs(cfg.data, split, seed=cfg.train.seed)
     ds = make_dataset(cfg.data, pairs, module.vocab, "weak")

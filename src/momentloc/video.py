@@ -20,13 +20,20 @@ from momentloc.encoders import (  # noqa: F401 - re-exported: momentloc.video is
     file_fingerprint,
     load_encoder,
 )
-from momentloc.errors import CheckpointError, DataError, MomentlocError
+from momentloc.errors import CheckpointError, DataError, LimitError, MomentlocError
 from momentloc.files import atomic_path, write_text_atomic
 
 PathLike = Union[str, Path]
 SPEC_FILE = "feature_spec.json"
 INDEX_FILE = "videos.jsonl"
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv", ".flv", ".wmv", ".ts")
+# Clips one video may have (after frames_per_clip pooling): decoding time and model memory grow with it (a span
+# model's start x end scores are quadratic). 4096 clips: 68 min at 1 fps. Raised with --max-clips / max_clips=.
+DEFAULT_MAX_CLIPS = 4096
+# Decoded frames per sampled frame a video may need (a 120 fps source sampled at 1 fps needs 120).
+DECODED_PER_SAMPLED = 120
+FPS_RANGE = (0.01, 1000.0)  # frames sampled per second: a feature spec or --fps outside it is refused
+MAX_FRAMES_PER_CLIP = 10_000
 COLOURS = {"red": (220, 30, 30), "green": (30, 190, 60), "blue": (40, 70, 220), "yellow": (235, 215, 40),
            "white": (240, 240, 240), "black": (15, 15, 15), "purple": (140, 40, 170), "orange": (245, 140, 20)}
 
@@ -34,10 +41,11 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 190, 60), "blue": (40, 70, 220), 
 class FrameSampler:
     """Iterate (time s, RGB frame) at a fixed fps, picking per target time the last frame shown by then (PTS-based)."""
 
-    def __init__(self, path: PathLike, fps: float, short_side: Optional[int] = None) -> None:
-        if fps <= 0:
-            raise MomentlocError(f"fps must be positive, got {fps}")
+    def __init__(self, path: PathLike, fps: float, short_side: Optional[int] = None, max_frames: Optional[int] = None) -> None:
+        check_sampling(fps, 1)
         self.path, self.fps, self.short_side = Path(path), float(fps), short_side
+        # Sampled frames are bounded by max_frames, decoded ones by DECODED_PER_SAMPLED times that.
+        self.max_frames = max_frames
         self.duration = 0.0
         self.frames_decoded = 0
 
@@ -64,6 +72,9 @@ class FrameSampler:
             rate = float(stream.guessed_rate or stream.average_rate or 25)
             origin = float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else None
             k, prev, prev_t, last_len = 0, None, 0.0, 1.0 / rate
+            declared = _declared_seconds(container, stream)
+            if self.max_frames is not None and declared is not None and declared * self.fps > self.max_frames + 1:
+                self._too_long(f"its header says {declared:.0f} s")
             try:
                 for frame in container.decode(stream):
                     t = frame.time if frame.time is not None else prev_t + 1.0 / rate
@@ -75,6 +86,7 @@ class FrameSampler:
                         # Every target time before this frame shows the previous one.
                         rgb = None
                         while k / self.fps < t - 1e-6:
+                            self._check_count(k)
                             rgb = self._rgb(prev) if rgb is None else rgb
                             yield k / self.fps, rgb
                             k += 1
@@ -83,6 +95,8 @@ class FrameSampler:
                         shown = float(frame.duration * frame.time_base)
                         last_len = shown if shown >= 0.25 / rate else 1.0 / rate
                     self.frames_decoded += 1
+                    if self.max_frames is not None and self.frames_decoded > DECODED_PER_SAMPLED * self.max_frames:
+                        self._too_long(f"more than {self.frames_decoded - 1} frames decode")
                     prev, prev_t = frame, t
             except av.FFmpegError as err:
                 if prev is None:
@@ -90,15 +104,41 @@ class FrameSampler:
             if prev is None:
                 raise DataError(self.path, "no video frames could be decoded")
             self.duration = prev_t + last_len
-            declared = _declared_seconds(container, stream)
             if declared is not None and declared - self.duration > max(1.0, 0.1 * declared):
                 # A cut-off file decodes without an error; its header still says how long it should be.
                 raise DataError(self.path, f"only {self.duration:.1f} s of the {declared:.1f} s video stream could be "
                                            "decoded (expected the whole stream; is the file truncated?)")
             rgb = self._rgb(prev)
             while k / self.fps < self.duration - 1e-6:
+                self._check_count(k)
                 yield k / self.fps, rgb
                 k += 1
+
+
+    def _check_count(self, k: int) -> None:
+        if self.max_frames is not None and k >= self.max_frames:
+            self._too_long(f"its timestamps reach past {k / self.fps:.0f} s")
+
+    def _too_long(self, why: str) -> None:
+        assert self.max_frames is not None
+        raise LimitError(self.path, f"video too long: {why}, more than the limit of {self.max_frames} frames sampled at "
+                                    f"{self.fps:g} fps ({self.max_frames / self.fps:.0f} s); raise the clip limit "
+                                    "(--max-clips, or max_clips=) to accept longer videos")
+
+
+def check_sampling(fps: Any, frames_per_clip: Any, where: str = "") -> None:
+    """Refuse a sampling rate or clip size outside what a video can be decoded at (NaN, inf, 0, 1e9 ...)."""
+    lo, hi = FPS_RANGE
+    prefix = f"{where}: " if where else ""
+    try:
+        ok = lo <= float(fps) <= hi
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise MomentlocError(f"{prefix}fps must be a number from {lo:g} to {hi:g} frames per second, got {fps}")
+    if isinstance(frames_per_clip, bool) or not isinstance(frames_per_clip, int) or not 1 <= frames_per_clip <= MAX_FRAMES_PER_CLIP:
+        raise MomentlocError(f"{prefix}frames per clip must be a whole number from 1 to {MAX_FRAMES_PER_CLIP}, "
+                             f"got {frames_per_clip}")
 
 
 def _declared_seconds(container: Any, stream: Any) -> Optional[float]:
@@ -120,9 +160,13 @@ def pool_clips(features: np.ndarray, frames_per_clip: int) -> np.ndarray:
 
 
 def encode_video_file(path: PathLike, encoder: FrameEncoder, fps: float, frames_per_clip: int = 1,
-                      batch_size: int = 32) -> tuple[np.ndarray, float]:
-    """One video -> (clip features [T, dim], duration s); frames go through the encoder in batches."""
-    sampler = FrameSampler(path, fps, encoder.short_side)
+                      batch_size: int = 32, max_clips: Optional[int] = DEFAULT_MAX_CLIPS) -> tuple[np.ndarray, float]:
+    """One video -> (clip features [T, dim], duration s); frames go through the encoder in batches.
+
+    A video of more than ``max_clips`` clips (None: no limit) is refused with a ``LimitError`` as soon as its
+    header or its timestamps say so, before the frames are encoded."""
+    check_sampling(fps, frames_per_clip)
+    sampler = FrameSampler(path, fps, encoder.short_side, None if max_clips is None else max_clips * frames_per_clip)
     chunks: list[np.ndarray] = []
     buf: list[np.ndarray] = []
 
@@ -199,11 +243,15 @@ def _indexed(folder: Path) -> dict[str, dict]:
 
 
 def extract_features(videos: Iterable[PathLike], encoder: FrameEncoder, fps: float, out_store: PathLike, batch_size: int = 32,
-                     resume: bool = True, frames_per_clip: int = 1, progress: bool = True) -> ExtractResult:
+                     resume: bool = True, frames_per_clip: int = 1, progress: bool = True,
+                     max_clips: Optional[int] = DEFAULT_MAX_CLIPS) -> ExtractResult:
     """Encode videos into a feature store keyed by file stem; resumable; failures are collected, not fatal."""
     from momentloc.data.features import store_format, write_store
 
+    check_sampling(fps, frames_per_clip)
     out = Path(out_store)
+    if out.exists() and not out.is_dir() and store_format(out) == "npy":
+        raise DataError(out, "exists and is not a folder; a .npy store is a folder (or name a .npz / .h5 file)")
     single = store_format(out) != "npy"
     # A single-file store is assembled from a folder of parts, so a kill loses at most one video.
     folder = out.with_name(out.name + ".parts") if single else out
@@ -234,7 +282,7 @@ def extract_features(videos: Iterable[PathLike], encoder: FrameEncoder, fps: flo
             else:
                 owner[vid] = path
                 try:
-                    feats, duration = encode_video_file(path, encoder, fps, frames_per_clip, batch_size)
+                    feats, duration = encode_video_file(path, encoder, fps, frames_per_clip, batch_size, max_clips)
                     write_store(folder, [(vid, feats)], fmt="npy")
                     with open(folder / INDEX_FILE, "a", encoding="utf-8") as fh:
                         fh.write(json.dumps({"id": vid, "duration": round(duration, 4), "clips": int(feats.shape[0]),
@@ -263,7 +311,9 @@ def checkpoint_feature_spec(path: PathLike, cfg: Any = None) -> Optional[Feature
         ckpt = load_checkpoint(path)
     meta = ckpt.get("momentloc", {}) if isinstance(ckpt, dict) else {}
     if isinstance(meta.get("feature_spec"), dict):
-        return FeatureSpec.from_dict(meta["feature_spec"], f"{path} (feature_spec)")
+        spec = FeatureSpec.from_dict(meta["feature_spec"], f"{path} (feature_spec)")
+        check_sampling(spec.fps, spec.frames_per_clip, f"{path} (feature_spec)")
+        return spec
     if cfg is not None and cfg.data.features:
         return read_store_spec(Path(cfg.data.features).expanduser())
     return None
@@ -288,7 +338,8 @@ def attach_feature_spec(checkpoint: PathLike, spec: Union[FeatureSpec, PathLike]
 
 
 def features_for_checkpoint(path: PathLike, cfg: Any, spec: Optional[FeatureSpec] = None,
-                            encoder: Optional[FrameEncoder] = None) -> tuple[np.ndarray, float]:
+                            encoder: Optional[FrameEncoder] = None,
+                            max_clips: Optional[int] = DEFAULT_MAX_CLIPS) -> tuple[np.ndarray, float]:
     """Encode a raw video exactly as the checkpoint's training features were made; refuse a mismatch."""
     if spec is None and cfg.data.features:
         spec = read_store_spec(Path(cfg.data.features).expanduser())
@@ -298,7 +349,7 @@ def features_for_checkpoint(path: PathLike, cfg: Any, spec: Optional[FeatureSpec
     if spec.dim != int(cfg.data.feature_dim):
         raise CheckpointError(f"the model takes features of dim {cfg.data.feature_dim}, but its feature spec says {spec.describe()}")
     enc = check_encoder(spec, encoder) if encoder is not None else encoder_for_spec(spec)
-    return encode_video_file(path, enc, spec.fps, spec.frames_per_clip)
+    return encode_video_file(path, enc, spec.fps, spec.frames_per_clip, max_clips=max_clips)
 
 
 def _colour(c: Union[str, Sequence[int]]) -> tuple[int, int, int]:

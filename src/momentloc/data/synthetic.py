@@ -221,4 +221,10 @@ def ensure_synthetic(root: Union[str, Path], size: str = "ci", seed: int = 0) ->
                 return root
         except (OSError, json.JSONDecodeError):
             pass
+    elif root.exists() and (not root.is_dir() or any(root.iterdir())):
+        # Generated files go only into a folder made for them, never among someone else's files.
+        from momentloc.errors import DataError
+
+        raise DataError(root, "holds other files and no synthetic benchmark (meta.json); the benchmark is generated "
+                              "only into a new or empty folder")
     return generate(root, spec)

@@ -25,11 +25,12 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from momentloc.errors import MomentlocError
+from momentloc.errors import LimitError, MomentlocError
 
 log = logging.getLogger("momentloc.server")
 STATIC = Path(__file__).resolve().parent / "static"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_NAME_PART = 255  # bytes of one path component (the usual file-system limit)
 # An absolute path where a path starts (line start, after a space, quote, bracket or '='): "and/or" stays.
 _ABS_PATH = re.compile(r"(?:^|(?<=[\s'\"(=]))(?:[A-Za-z]:)?[\\/][^\s:'\"]*")
 
@@ -137,14 +138,37 @@ def resolve_video(root: Path, name: str) -> Path:
     parts = Path(name).parts
     if any(p in ("..", ".") or p.startswith(".") for p in parts):
         raise HTTPException(400, "invalid video name")
-    path = (root / name).resolve()
+    if any(len(p.encode("utf-8", "surrogateescape")) > MAX_NAME_PART for p in parts):
+        raise HTTPException(400, f"invalid video name: a part longer than {MAX_NAME_PART} bytes")
     try:
+        path = (root / name).resolve()
         path.relative_to(root.resolve())  # a symlink out of the folder resolves outside it
+        found = path.is_file()
     except ValueError:
         raise HTTPException(400, "invalid video name") from None
-    if not path.is_file() or path.suffix.lower() not in VIDEO_SUFFIXES:
+    except OSError:  # e.g. a name the file system cannot hold
+        raise HTTPException(404, "no such video") from None
+    if not found or path.suffix.lower() not in VIDEO_SUFFIXES:
         raise HTTPException(404, "no such video")
     return path
+
+
+def _listed(root: Path) -> list[tuple[str, int]]:
+    """(name, size) of each video under ``root`` that resolves inside it (links out of the folder are left out)."""
+    from momentloc.video import list_videos
+
+    inside = root.resolve()
+    out = []
+    for p in list_videos(root):
+        try:
+            real = p.resolve()
+            real.relative_to(inside)
+            if not real.is_file():
+                continue
+            out.append((p.relative_to(root).as_posix(), real.stat().st_size))
+        except (ValueError, OSError):
+            continue
+    return out
 
 
 class _BodyCap:
@@ -212,11 +236,9 @@ def create_app(predictor: Any, videos_dir: Path, max_upload_mb: float = 200.0, r
 
     @app.get("/api/videos", response_model=VideoList, summary="Video files under the folder")
     async def videos() -> VideoList:
-        from momentloc.video import list_videos
+        return VideoList(videos=[VideoInfo(name=name, size=size) for name, size in _listed(root)])
 
-        return VideoList(videos=[VideoInfo(name=p.relative_to(root).as_posix(), size=p.stat().st_size) for p in list_videos(root)])
-
-    @app.post("/api/localize", response_model=LocalizeResponse, responses=_errors(400, 404, 422, 504),
+    @app.post("/api/localize", response_model=LocalizeResponse, responses=_errors(400, 404, 413, 422, 504),
               summary="Top-k moments for a query")
     async def localize(req: LocalizeRequest) -> LocalizeResponse:
         path = resolve_video(root, req.video)
@@ -229,12 +251,14 @@ def create_app(predictor: Any, videos_dir: Path, max_upload_mb: float = 200.0, r
             duration, moments = await asyncio.wait_for(run_in_threadpool(work), timeout=request_timeout_s)
         except asyncio.TimeoutError:
             raise HTTPException(504, f"localization took longer than {request_timeout_s:g} s; try again shortly") from None
+        except LimitError as err:  # a video longer than the server accepts
+            raise HTTPException(413, str(err)) from None
         except MomentlocError as err:
             raise HTTPException(400, str(err)) from None
         return LocalizeResponse(video=req.video, query=req.query, duration=duration,
                                 moments=[MomentOut(start=m.start, end=m.end, score=m.score) for m in moments])
 
-    @app.post("/api/upload", response_model=UploadResponse, responses=_errors(400, 413, 422),
+    @app.post("/api/upload", response_model=UploadResponse, responses=_errors(400, 413, 422, 507),
               summary="Add a video (multipart field 'file')")
     async def upload(file: UploadFile = File(..., description="A video file.")) -> UploadResponse:
         from momentloc.video import VIDEO_SUFFIXES
@@ -243,7 +267,10 @@ def create_app(predictor: Any, videos_dir: Path, max_upload_mb: float = 200.0, r
         stem, suffix = _SAFE_NAME.sub("_", Path(base).stem).strip("._")[:80] or "video", Path(base).suffix.lower()
         if suffix not in VIDEO_SUFFIXES:
             raise HTTPException(400, f"not a video file type (use one of {', '.join(VIDEO_SUFFIXES)})")
-        fd, tmp = tempfile.mkstemp(prefix=".upload.", suffix=suffix, dir=root)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".upload.", suffix=suffix, dir=root)
+        except OSError as err:
+            raise _storage_error(err) from None
         size = 0
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -259,6 +286,8 @@ def create_app(predictor: Any, videos_dir: Path, max_upload_mb: float = 200.0, r
                 n += 1
                 target = root / f"{stem}_{n}{suffix}"
             os.replace(tmp, target)
+        except OSError as err:
+            raise _storage_error(err) from None
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -276,13 +305,34 @@ def create_app(predictor: Any, videos_dir: Path, max_upload_mb: float = 200.0, r
     return app
 
 
+def _storage_error(err: OSError) -> HTTPException:
+    """507 for a full disk (the client may retry later), else the error is the server's own (500)."""
+    import errno
+
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return HTTPException(507, "the server has no space left to store the upload")
+    raise err
+
+
 def serve(checkpoint: Path, videos_dir: Path, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: float = 200.0,
-          device: Optional[str] = None, weights: Optional[Path] = None) -> None:
-    """Load a checkpoint and run the server with uvicorn until interrupted."""
+          device: Optional[str] = None, weights: Optional[Path] = None, max_clips: Optional[int] = 4096,
+          announce: Any = None) -> None:
+    """Load a checkpoint and run the server with uvicorn until interrupted.
+
+    Everything a request would need is checked first (the folder, the checkpoint, its feature spec and encoder), so a
+    server that starts can answer; ``announce`` is called once it is about to listen."""
     from momentloc.predict import Predictor
 
-    predictor = Predictor.from_checkpoint(checkpoint, device=device, weights=weights)
-    run_app(create_app(predictor, videos_dir, max_upload_mb=max_upload_mb), host=host, port=port)
+    if not Path(videos_dir).is_dir():
+        raise MomentlocError(f"{videos_dir}: videos folder not found")
+    if not 0 < max_upload_mb < float("inf"):
+        raise MomentlocError(f"max upload must be a positive number of MB, got {max_upload_mb}")
+    predictor = Predictor.from_checkpoint(checkpoint, device=device, weights=weights, max_clips=max_clips)
+    predictor.frame_encoder()  # a checkpoint without a feature spec could encode no video: refuse it now
+    app = create_app(predictor, videos_dir, max_upload_mb=max_upload_mb)
+    if announce is not None:
+        announce()
+    run_app(app, host=host, port=port)
 
 
 def run_app(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
