@@ -17,8 +17,11 @@ from momentloc.models.base import InputSpec, Output, first_row_per_video
 from momentloc.models.build import WeightedObjectives, build_model
 from momentloc.models.snag import Snag, SnagConfig
 from momentloc.models.snag_layers import (
+    ConvEncoderBlock,
+    ConvLocalSelfAttention,
     diou_loss,
     local_attention,
+    masked_max_pool,
     regression_ranges,
     score_voting,
     sigmoid_focal_loss,
@@ -52,6 +55,53 @@ def test_local_attention_equals_banded_dense_attention(radius: int) -> None:
     ref = scores.softmax(-1) @ v
     valid = mask[:, None, :, None].expand_as(out)
     assert torch.allclose(out[valid], ref[valid], atol=1e-5)
+
+
+def test_masked_max_pool_by_hand() -> None:
+    x = torch.tensor([[1.0, 5.0, 2.0, -3.0, 9.0]])[..., None]
+    mask = torch.tensor([[True, True, True, True, False]])
+    y, m = masked_max_pool(x, mask)
+    # 3-step windows centred on steps 0, 2, 4: [pad, 1, 5], [5, 2, -3], [-3, 9 (padded), pad].
+    assert m.tolist() == [[True, True, False]]
+    assert y[0, :, 0].tolist() == [5.0, 5.0, 0.0]  # the padded 9 is never read; a padded output is zero
+
+
+def test_release_attention_convolves_q_k_v_and_downsamples() -> None:
+    torch.manual_seed(0)
+    attn = ConvLocalSelfAttention(8, 2, 3, stride=2, dropout=0.0)
+    assert all(c.conv.groups == 8 and c.conv.kernel_size == (3,) and c.stride == 2 for c in attn.convs)
+    x = torch.randn(2, 11, 8)
+    mask = torch.arange(11)[None] < torch.tensor([11, 6])[:, None]
+    out, m = attn(x, mask)
+    assert out.shape == (2, 6, 8) and m.sum(1).tolist() == [6, 3]
+    # Padded input steps do not change the valid outputs.
+    x2 = x.clone()
+    x2[1, 6:] = 100.0
+    assert torch.allclose(attn(x2, mask)[0], out, atol=1e-6)
+
+
+def test_release_block_residual_is_a_max_pool_at_stride_two() -> None:
+    torch.manual_seed(0)
+    block = ConvEncoderBlock(8, 2, 3, stride=2, dropout=0.0, path_drop=0.0, ls_init=0.0)
+    x = torch.randn(2, 9, 8)
+    mask = torch.arange(9)[None] < torch.tensor([9, 5])[:, None]
+    y, m = block(x, mask)
+    ref, ref_mask = masked_max_pool(x, mask)
+    assert torch.equal(m, ref_mask) and torch.allclose(y, ref * ref_mask[..., None])  # zero branches: the skip alone
+    same = ConvEncoderBlock(8, 2, 3, stride=1, dropout=0.0, path_drop=0.0, ls_init=0.0)
+    assert torch.allclose(same(x, mask)[0], x * mask[..., None])
+
+
+@pytest.mark.parametrize("block", ["release", "linear"])
+def test_encoder_blocks_give_the_same_pyramid_shapes(block: str) -> None:
+    model = _small(encoder_block=block, stem_layers=1)
+    out = model(_batch(t=37))
+    assert [lv.shape[1] for lv in out.embeddings["levels"]] == [37, 19, 10, 5]
+    assert [int(m[0].sum()) for m in out.embeddings["level_masks"]] == [math.ceil(int(out["num_clips"][0]) / 2**i)
+                                                                          for i in range(4)]
+    kinds = {type(m).__name__ for m in model.video_net.levels}
+    assert kinds == ({"ConvEncoderBlock"} if block == "release" else {"EncoderBlock"})
+    model.loss(out, _batch(t=37))["total"].backward()
 
 
 def test_focal_loss_by_hand() -> None:
@@ -221,6 +271,32 @@ def test_paper_config_trains_one_step(name: str, num_clips: int) -> None:
     with torch.no_grad():
         moments = model.decode(model(b), b, k=5)
     assert all(1 <= len(ms) <= 5 and all(0 <= m.start <= m.end <= 60.0 for m in ms) for ms in moments)
+
+
+def test_ci_config_uses_the_release_block_per_step_schedule_and_decay_exemptions() -> None:
+    from momentloc.training import make_optimizer, schedule_factor
+
+    cfg = load_config(CONFIGS / "snag_synthetic_ci.yaml")
+    assert cfg.model.params["encoder_block"] == "release"
+    o = cfg.optim
+    assert o.schedule_interval == "step" and o.scheduler == "warmup_cosine" and o.no_decay
+    f = schedule_factor(o, epochs=cfg.train.epochs, steps_per_epoch=10)
+    warm = int(o.warmup_epochs * 10)
+    ramp = [f(i) for i in range(warm)]
+    assert all(a < b for a, b in zip(ramp, ramp[1:])) and ramp[-1] < 1  # rises every step of the warm-up
+    assert f(warm) == 1.0 and f(cfg.train.epochs * 10) == pytest.approx(0.0, abs=1e-9)
+    decay = [f(i) for i in range(warm, cfg.train.epochs * 10)]
+    assert all(a > b for a, b in zip(decay, decay[1:]))  # a cosine that moves every step
+    model = _small()
+    named = [(f"model.{n}", p) for n, p in model.named_parameters()]
+    made = make_optimizer(o, named, cfg.train.epochs, steps_per_epoch=10)
+    assert made["lr_scheduler"]["interval"] == "step"
+    exempt = {id(p) for g in made["optimizer"].param_groups if g["weight_decay"] == 0 for p in g["params"]}
+    by_name = dict(named)
+    for name in ("model.text_net.background", "model.reg_scales", "model.fusion_norm.weight",
+                 "model.video_net.levels.1.ls_attn.scale", "model.video_net.levels.1.attn.q.bias"):
+        assert id(by_name[name]) in exempt, name
+    assert id(by_name["model.video_net.levels.1.attn.q.weight"]) not in exempt
 
 
 # --------------------------------------------------------------------------- learning

@@ -34,6 +34,11 @@ class SnagConfig(ModelConfig):
     text_hidden_dim: int = 128
     num_heads: int = 4
     window: int = 19  # local attention window W (odd)
+    # "release": SnAG's released encoder layer, the default (its q, k, v each get a depthwise 3-tap
+    # convolution + LayerNorm; a stride-2 layer down-samples inside the attention with a max-pool
+    # residual). "linear": linear q, k, v and a separate strided depthwise convolution + LayerNorm
+    # between layers as the residual stream (Eq. 4 read literally).
+    encoder_block: Literal["release", "linear"] = "release"
     embed_convs: int = 2  # conv layers of the projection (Eq. 1)
     stem_layers: int = 0  # full-resolution transformer layers before the pyramid
     num_levels: int = 8  # pyramid levels L; level l has stride 2^l
@@ -70,7 +75,8 @@ class SnagConfig(ModelConfig):
 
 
 class VideoPyramid(nn.Module):
-    """Eqs. 1-4: conv projection, local transformers, strided depthwise down-sampling."""
+    """Eqs. 1-4: conv projection, local transformers, strided depthwise down-sampling (inside the
+    attention layers with ``encoder_block: release``, between them with ``linear``)."""
 
     def __init__(self, cfg: SnagConfig, in_dim: int) -> None:
         super().__init__()
@@ -79,10 +85,20 @@ class VideoPyramid(nn.Module):
         self.proj = L.MaskedConv(in_dim, d, 1)
         self.convs = nn.ModuleList(L.MaskedConv(d, d, 3, bias=False) for _ in range(cfg.embed_convs))
         self.conv_norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(cfg.embed_convs))
-        args = (d, cfg.num_heads, cfg.window, cfg.dropout, cfg.path_drop, cfg.layer_scale_init)
-        self.stem = nn.ModuleList(L.EncoderBlock(*args) for _ in range(cfg.stem_layers))
-        self.levels = nn.ModuleList(L.EncoderBlock(*args) for _ in range(cfg.num_levels))
-        self.down = nn.ModuleList(L.Downsample(d) for _ in range(cfg.num_levels - 1))
+        rest = (cfg.dropout, cfg.path_drop, cfg.layer_scale_init)
+        if cfg.encoder_block == "release":
+            self.stem = nn.ModuleList(
+                L.ConvEncoderBlock(d, cfg.num_heads, cfg.window, 1, *rest) for _ in range(cfg.stem_layers)
+            )
+            self.levels = nn.ModuleList(
+                L.ConvEncoderBlock(d, cfg.num_heads, cfg.window, 2 if i else 1, *rest) for i in range(cfg.num_levels)
+            )
+            self.down = nn.ModuleList()
+        else:
+            args = (d, cfg.num_heads, cfg.window, *rest)
+            self.stem = nn.ModuleList(L.EncoderBlock(*args) for _ in range(cfg.stem_layers))
+            self.levels = nn.ModuleList(L.EncoderBlock(*args) for _ in range(cfg.num_levels))
+            self.down = nn.ModuleList(L.Downsample(d) for _ in range(cfg.num_levels - 1))
 
     def forward(self, video: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """video [V,T,D_in] -> (Z^0 [V,T,H], levels [V,T_l,H], level masks [V,T_l])."""
@@ -91,14 +107,18 @@ class VideoPyramid(nn.Module):
             x = F.relu(norm(conv(x, mask)[0])) * mask[..., None]
         if self.cfg.positional_encoding:
             x = x + L.sinusoid_positions(x.shape[1], x.shape[2], x.device)[None] * mask[..., None]
+        release = self.cfg.encoder_block == "release"
         for layer in self.stem:
-            x = layer(x, mask)
+            x = layer(x, mask)[0] if release else layer(x, mask)
         base = x
         levels, masks = [], []
         for i, layer in enumerate(self.levels):
-            if i > 0:
-                x, mask = self.down[i - 1](x, mask)
-            x = layer(x, mask)
+            if release:
+                x, mask = layer(x, mask)
+            else:
+                if i > 0:
+                    x, mask = self.down[i - 1](x, mask)
+                x = layer(x, mask)
             levels.append(x)
             masks.append(mask)
         return base, levels, masks

@@ -161,6 +161,64 @@ class EncoderBlock(nn.Module):
         return (x + self.ls_mlp(self.mlp(self.ln_mlp(x)))) * mask[..., None]
 
 
+def masked_max_pool(x: torch.Tensor, mask: torch.Tensor, stride: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Max over 3-step windows of the valid steps, every ``stride`` steps: [B,T,D] -> [B,ceil(T/stride),D]."""
+    y = x.masked_fill(~mask[..., None], float("-inf")).transpose(1, 2)
+    y = F.max_pool1d(y, 3, stride, 1).transpose(1, 2)
+    mask = mask[:, ::stride]
+    return torch.where(mask[..., None], y, torch.zeros_like(y)), mask
+
+
+class ConvLocalSelfAttention(nn.Module):
+    """Local self-attention whose q, k, v each pass a depthwise 3-tap convolution + LayerNorm first
+    (SnAG's release); with ``stride`` 2 those convolutions down-sample, so the block halves T."""
+
+    def __init__(self, dim: int, heads: int, window: int, stride: int, dropout: float) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"hidden size {dim} is not divisible by {heads} heads")
+        self.heads, self.radius = heads, window // 2
+        self.convs = nn.ModuleList(MaskedConv(dim, dim, 3, stride=stride, groups=dim, bias=False) for _ in range(3))
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(3))
+        self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B,T,D] -> ([B,T',D], mask [B,T']) with T' = ceil(T / stride)."""
+        parts = []
+        for conv, norm, lin in zip(self.convs, self.norms, (self.q, self.k, self.v)):
+            y, out_mask = conv(x, mask)
+            parts.append(lin(norm(y)))
+        b, t, dim = parts[0].shape
+        q, k, v = (p.view(b, t, self.heads, dim // self.heads).transpose(1, 2) for p in parts)
+        out = local_attention(q, k, v, out_mask, self.radius).transpose(1, 2).reshape(b, t, dim)
+        return self.drop(self.proj(out)) * out_mask[..., None], out_mask
+
+
+class ConvEncoderBlock(nn.Module):
+    """SnAG's released encoder layer: pre-LN conv local attention (stride 1 or 2) + MLP; at stride 2
+    the residual stream is a max-pool of the input, so down-sampling happens inside the layer."""
+
+    def __init__(
+        self, dim: int, heads: int, window: int, stride: int, dropout: float, path_drop: float, ls_init: float
+    ) -> None:
+        super().__init__()
+        self.stride = stride
+        self.attn = ConvLocalSelfAttention(dim, heads, window, stride, dropout)
+        self.ln_attn, self.ln_mlp = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.mlp = FeedForward(dim, 4, dropout)
+        self.ls_attn = LayerScale(dim, ls_init, path_drop)
+        self.ls_mlp = LayerScale(dim, ls_init, path_drop)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B,T,D] -> ([B,ceil(T/stride),D], its mask); padded steps stay zero."""
+        skip = masked_max_pool(x, mask, self.stride)[0] if self.stride > 1 else x
+        h, mask = self.attn(self.ln_attn(x), mask)
+        x = skip * mask[..., None] + self.ls_attn(h)
+        return (x + self.ls_mlp(self.mlp(self.ln_mlp(x)))) * mask[..., None], mask
+
+
 class Downsample(nn.Module):
     """The pyramid's down-sampling operator (Eq. 4): strided depthwise conv + LayerNorm."""
 
