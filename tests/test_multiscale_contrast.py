@@ -17,6 +17,7 @@ from momentloc.objectives.multiscale_contrast import (
     build_samples,
     info_nce,
     sample_query_per_video,
+    shuffled_strides,
 )
 from momentloc.registry import get_objective
 from momentloc.types import Batch
@@ -139,3 +140,43 @@ def test_needs_windows() -> None:
     b.windows = None
     with pytest.raises(ValueError, match="windows"):
         CrossScaleContrast(ContrastConfig(), None)(out, b)  # type: ignore[arg-type]
+
+
+def test_defaults_are_the_printed_equations() -> None:
+    """Eqs. 11-12: raw dot products (no temperature), summed over every pair."""
+    cfg = ContrastConfig()
+    assert (cfg.similarity, cfg.temperature, cfg.reduction, cfg.shuffle_levels) == ("dot", 1.0, "sum", False)
+
+
+def test_sum_is_the_mean_times_the_number_of_pairs() -> None:
+    torch.manual_seed(0)
+    out, b = _toy_output()
+    results = {}
+    for reduction in ("sum", "mean"):
+        torch.manual_seed(1)  # the same draw of the query and the negatives for both
+        fresh = Output(tensors={}, embeddings=out.embeddings)
+        results[reduction] = WithinScaleContrast(ContrastConfig(reduction=reduction), None)(fresh, b)  # type: ignore[arg-type]
+    pairs = float(results["mean"]["pairs"])
+    assert pairs > 1 and float(results["sum"]["pairs"]) == pairs
+    assert math.isclose(float(results["sum"]["total"]), float(results["mean"]["total"]) * pairs, rel_tol=1e-5)
+
+
+def test_shuffled_strides_move_every_level() -> None:
+    torch.manual_seed(0)
+    strides = [1, 2, 4, 8]
+    seen = set()
+    for _ in range(30):
+        got = shuffled_strides(strides)
+        assert sorted(got) == strides and all(g != s for g, s in zip(got, strides))
+        seen.add(tuple(got))
+    assert len(seen) > 1
+
+
+def test_shuffled_levels_control_misplaces_the_positives() -> None:
+    torch.manual_seed(0)
+    out, b = _toy_output()
+    _, levels = build_samples(out, b, ContrastConfig(shuffle_levels=True))
+    # Two pyramid levels (strides 1, 2) swap strides: level 1 (stride 1) is read as if its stride were 2,
+    # so its positives are j = 2, 3 (not clips 5, 6), and level 2 (stride 2) as stride 1: j = 5, 6.
+    assert torch.nonzero(levels[0].pos[0]).flatten().tolist() == [2, 3]
+    assert torch.nonzero(levels[1].pos[0]).flatten().tolist() == [5, 6]

@@ -27,13 +27,18 @@ _CACHE_KEY = "multiscale_contrast_sample"
 class ContrastConfig(ObjectiveConfig):
     """Shared parameters of the two contrastive terms."""
 
-    # The paper's Eqs. 11-12 use raw dot products (temperature 1). Not in the
-    # paper: "cosine" unit-normalises first, which keeps exp() bounded.
-    similarity: Literal["cosine", "dot"] = "cosine"
-    temperature: float = 0.1
+    # The paper's Eqs. 11-12: raw dot products (temperature 1), summed over every pair. Not in the
+    # paper (options): "cosine" unit-normalises first, which keeps exp() bounded; "mean" averages
+    # each term over its pairs.
+    similarity: Literal["cosine", "dot"] = "dot"
+    temperature: float = 1.0
     center_radius: float = 1.5  # alpha of centre sampling, in strides of each level
     negatives_per_positive: float = 1.0  # |N(l)| = this * |P(l)| (the paper: equal sizes)
-    reduction: Literal["mean", "sum"] = "mean"  # "sum" is the literal sum of Eqs. 11-12
+    reduction: Literal["mean", "sum"] = "sum"
+    # Control (deliberately wrong): each pyramid level's positives and negatives are located as if it
+    # were another level (a random cyclic permutation of the levels' strides at every step), so the
+    # contrast no longer pairs a level with its own scale.
+    shuffle_levels: bool = False
 
 
 @dataclass
@@ -74,12 +79,21 @@ def _draw_negatives(outside: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     return (rank < count[:, None]) & outside
 
 
+def shuffled_strides(strides: list[int]) -> list[int]:
+    """The control's level order: a random cyclic permutation, so no level keeps its own stride."""
+    order = torch.randperm(len(strides)).tolist()
+    out = list(strides)
+    for a, b in zip(order, order[1:] + order[:1]):
+        out[a] = strides[b]
+    return out
+
+
 def build_samples(out: Output, batch: Batch, cfg: ContrastConfig) -> tuple[LevelSample, list[LevelSample]]:
     """Positives / negatives at level 0 (``clips``) and at every pyramid level, one pair per video."""
     if batch.windows is None:
         raise ValueError("multi-scale contrast needs ground-truth windows (full supervision)")
     # Both objectives reuse one draw per forward pass (one query per video, as in Eq. 10).
-    key = f"{_CACHE_KEY}:{cfg.center_radius}:{cfg.negatives_per_positive}"
+    key = f"{_CACHE_KEY}:{cfg.center_radius}:{cfg.negatives_per_positive}:{cfg.shuffle_levels}"
     cached = out.tensors.get(key)
     if cached is not None:
         return cached
@@ -88,6 +102,8 @@ def build_samples(out: Output, batch: Batch, cfg: ContrastConfig) -> tuple[Level
     window = (batch.windows[rows].float() / batch.duration[rows].float()[:, None]).clamp(0, 1)
     n_clips = emb["clip_mask"][rows].sum(1, keepdim=True).float()
     strides = emb.get("level_strides") or [max(1, round(emb["clips"].shape[1] / f.shape[1])) for f in emb["levels"]]
+    if cfg.shuffle_levels and len(strides) > 1:
+        strides = shuffled_strides(list(strides))
     feats = [emb["clips"]] + list(emb["levels"])
     masks = [emb["clip_mask"]] + list(emb["level_masks"])
     samples = []
