@@ -352,14 +352,13 @@ def _train_and_test(config: str, root, out, *extra: str) -> dict:
 
     over = [f"data.annotations={root}", f"train.out_dir={out}", "train.progress=false", *extra]
     result = train(load_config(CONFIGS / config, over))
-    return evaluate_checkpoint(result.checkpoint, "test", [f"train.out_dir={out}"], breakdowns=False)[0]
+    ckpt = result.best_checkpoint or result.checkpoint  # selected on validation, as the benchmark does
+    return evaluate_checkpoint(ckpt, "test", [f"train.out_dir={out}"], breakdowns=False)[0]
 
 
 def test_learns_above_the_prior_on_synthetic(ci_synth, tmp_path):
     prior = _train_and_test("prior_synthetic_ci.yaml", ci_synth, tmp_path)
-    # FSAN's training is unstable here: of six runs measured (seeds 0-2 on one and on two threads)
-    # five reached test R1@0.3 38-44 and one (seed 0, one thread) stayed at 27.5
-    # (docs/methods/fsan.md); the test trains seed 1, which reached 43.7 on one thread.
-    fsan = _train_and_test("fsan_synthetic_ci.yaml", ci_synth, tmp_path, "train.seed=1")
+    # fsan_synthetic_ci.yaml: the readings that localise (docs/methods/fsan.md), seed 0.
+    fsan = _train_and_test("fsan_synthetic_ci.yaml", ci_synth, tmp_path, "train.seed=0")
     print(f"synthetic CI test: FSAN R1@0.3 {fsan['R1@0.3']:.1f}, prior R1@0.3 {prior['R1@0.3']:.1f}")
-    assert fsan["R1@0.3"] >= prior["R1@0.3"] + 10.0, (fsan, prior)
+    assert fsan["R1@0.3"] >= prior["R1@0.3"] + 15.0, (fsan, prior)
