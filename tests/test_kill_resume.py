@@ -1,5 +1,6 @@
 """A training process killed with SIGKILL mid-run resumes to the same weights as an uninterrupted run."""
 
+import csv
 import os
 import signal
 import subprocess
@@ -53,3 +54,11 @@ def test_sigkill_then_resume_matches_uninterrupted(tiny_synth, tmp_path):
     for k in a["state_dict"]:
         torch.testing.assert_close(a["state_dict"][k], b["state_dict"][k], msg=k)
     assert killed_mid_run
+    # The resumed run's metrics log holds every epoch, those before the kill included, once each.
+    assert _val_epochs(tmp_path / "killed") == _val_epochs(tmp_path / "straight") == [0, 1, 2, 3]
+
+
+def _val_epochs(run: Path) -> list[int]:
+    """The epochs of a run's metrics.csv that carry a validation row."""
+    with open(run / "logs" / "metrics.csv", newline="") as fh:
+        return sorted(int(float(r["epoch"])) for r in csv.DictReader(fh) if r.get("val/R1@0.5"))

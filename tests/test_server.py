@@ -195,3 +195,42 @@ def test_openapi_schema_documents_the_api(site) -> None:
     assert {"/api/health", "/api/videos", "/api/localize", "/api/upload", "/videos/{name}"} <= set(paths)
     assert "LocalizeRequest" in schema["components"]["schemas"] and "ErrorOut" in schema["components"]["schemas"]
     assert "413" in paths["/api/upload"]["post"]["responses"]
+
+
+def test_names_too_long_for_the_file_system(site) -> None:
+    c = site["client"]
+    name = "a" * 300 + ".mp4"
+    for r in (c.get(f"/videos/{name}"), c.post("/api/localize", json={"video": name, "query": "red"}),
+              c.get(f"/videos/sub/{'b' * 250}/{'c' * 250}.mp4")):
+        assert r.status_code in (400, 404), r.text
+        no_leak(r, site)
+
+
+def test_a_video_past_the_clip_limit_is_413(tmp_path) -> None:
+    root = make_videos(tmp_path / "v")
+    pred = make_predictor()
+    pred.max_clips = 5  # colours.webm: 6 s at 2 fps = 12 clips
+    c = TestClient(create_app(pred, root))
+    r = c.post("/api/localize", json={"video": "colours.webm", "query": "red"})
+    assert r.status_code == 413 and "video too long" in r.json()["error"] and "limit of 5" in r.json()["error"]
+    assert str(tmp_path) not in r.text
+    assert pred.videos_encoded == 1
+
+
+def test_a_full_disk_answers_507(tmp_path, monkeypatch) -> None:
+    import errno
+
+    import momentloc.server.app as server
+
+    root = make_videos(tmp_path / "v")
+    before = sorted(p.name for p in root.iterdir())
+    c = TestClient(create_app(make_predictor(), root))
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(server.os, "replace", no_space)
+    r = c.post("/api/upload", files={"file": ("x.webm", b"\0" * 1000)})
+    assert r.status_code == 507 and r.json() == {"error": "the server has no space left to store the upload"}
+    assert sorted(p.name for p in root.iterdir()) == before  # no temp file left
+    assert "507" in c.get("/api/openapi.json").json()["paths"]["/api/upload"]["post"]["responses"]

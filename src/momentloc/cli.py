@@ -138,6 +138,8 @@ def evaluate(
     from momentloc.evaluate import evaluate_predictions, load_predictions
     from momentloc.metrics import format_table
 
+    if missing not in ("error", "miss"):
+        raise typer.BadParameter(f"expected 'error' or 'miss', got {missing!r}", param_hint="'--missing'")
     pairs = load_pairs(dataset, split, root=root)
     metrics = evaluate_predictions(pairs, load_predictions(predictions), dataset, missing=missing)  # type: ignore[arg-type]
     typer.echo(format_table(metrics))

@@ -287,12 +287,17 @@ def _check_names(cfg: ExperimentConfig, source: str) -> None:
     from momentloc.registry import get_model_class, get_objective
 
     try:
-        get_model_class(cfg.model.name)
-        for obj in cfg.objectives:
-            get_objective(obj.name)
+        model = get_model_class(cfg.model.name)
+        objectives = [get_objective(obj.name) for obj in cfg.objectives]
     except KeyError as err:
         key = "model.name" if str(err.args[0]).startswith("unknown model") else "objectives"
         raise ConfigError(f"{source}: key {key!r}: {err.args[0]}") from None
+    # Parameters too, so a bad one stops the command before anything is created or read.
+    if getattr(model, "Config", None) is not None:
+        validate_params(model.Config, cfg.model.params, f"{source}: model.params ({cfg.model.name})")
+    for i, (obj, section) in enumerate(zip(objectives, cfg.objectives)):
+        if getattr(obj, "Config", None) is not None:
+            validate_params(obj.Config, section.params, f"{source}: objectives[{i}].params ({section.name})")
 
 
 def load_config(path: Union[str, Path], overrides: Optional[list[str]] = None) -> ExperimentConfig:

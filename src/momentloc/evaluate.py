@@ -171,6 +171,8 @@ def load_predictions(path: Union[str, Path]) -> Predictions:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise DataError(path, f"invalid JSON ({exc.msg})", f"line {exc.lineno}") from None
+        except RecursionError:
+            raise DataError(path, "JSON nested too deeply to read (expected rankings or rows of numbers)") from None
         if isinstance(data, dict):
             preds.key = "query_id"
             for key, ranking in data.items():

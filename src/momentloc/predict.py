@@ -21,6 +21,7 @@ from momentloc.types import Batch, Moment
 QUERY_CELLS = 2**25
 DEFAULT_MAX_CLIPS = 4096  # the same default as momentloc.video.DEFAULT_MAX_CLIPS (kept here: no PyAV import)
 MAX_TOP_K = 1000
+MAX_DURATION = 1e7  # seconds
 
 if TYPE_CHECKING:  # the video stack (PyAV) loads only when a raw video is given
     from momentloc.encoders import FeatureSpec, FrameEncoder
@@ -173,6 +174,8 @@ class Predictor:
             feats = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-6)
         if not (dur > 0 and np.isfinite(dur)):
             raise DataError(source, f"duration must be a positive number of seconds, got {dur}")
+        if dur > MAX_DURATION:
+            raise DataError(source, f"duration {dur:g} s is past the {MAX_DURATION:g} s (about 115 days) a video can have")
         return EncodedVideo(torch.from_numpy(np.require(feats, np.float32, ["C", "W"])), dur, name)  # W: a read-only file is copied
 
     def _batch(self, enc: EncodedVideo, qs: Sequence[str], offset: int = 0) -> Batch:

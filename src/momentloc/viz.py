@@ -27,9 +27,10 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def save_figure(fig: Figure, path: PathLike) -> Path:
-    """Write a figure as PNG via a temp file in the same folder and a rename (never a torn image)."""
+    """Write a figure (PNG; SVG or PDF when the name ends so) via a temp file in the same folder and a rename."""
+    fmt = Path(path).suffix.lower().lstrip(".")
     with atomic_write(path) as fh:
-        fig.savefig(fh, format="png", bbox_inches="tight")
+        fig.savefig(fh, format=fmt if fmt in ("svg", "pdf") else "png", bbox_inches="tight")
     return Path(path)
 
 

@@ -173,6 +173,8 @@ def load_json(path: PathLike, text: Optional[str] = None) -> tuple[Any, list[str
         return json.loads(text, object_pairs_hook=_first_value_wins(duplicates)), duplicates
     except json.JSONDecodeError as e:
         raise DataError(path, f"invalid JSON: {e.msg}", where=f"line {e.lineno} column {e.colno}") from None
+    except RecursionError:
+        raise DataError(path, "JSON nested too deeply to read (expected the dataset's annotation layout)") from None
 
 
 def load_json_of(path: PathLike, kind: type, expected: str) -> tuple[Any, list[str]]:
