@@ -16,7 +16,7 @@ from _helpers import (
 
 from momentloc.config import load_config
 from momentloc.data.random_batch import random_batch
-from momentloc.models.base import InputSpec
+from momentloc.models.base import InputSpec, Output
 from momentloc.models.point_layers import (
     gaussian_weights,
     glance_index,
@@ -27,6 +27,7 @@ from momentloc.models.sg_sci import (
     SgSciConfig,
     SgSciModel,
     scale_losses,
+    unit_scale_losses,
     window_grid,
     window_soft_labels,
 )
@@ -154,6 +155,89 @@ def test_kl_with_two_positive_windows_by_hand():
     assert abs(float(out["mf"]) - mf) < 1e-5
 
 
+def test_release_window_losses_on_unit_features_by_hand():
+    # Same clips as above; unit clips are [1,0], [0,1], [.5,-1]/|.|, [-1,0]; windows [0,1] and [2,3].
+    clips = torch.tensor([[[2.0, 0.0], [0.0, 3.0], [0.5, -1.0], [-1.0, 0.0]]])
+    sentence = torch.tensor([[4.0, 0.0]])  # lengths do not matter: everything is on unit vectors
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    attention = torch.tensor([[0.1, 0.4, 0.1, 0.4]])
+    tau = torch.tensor([1])
+    log_g = log_gaussian(tau, torch.tensor([4]), 4, 1.0)
+    base = dict(window_size=2, window_stride=2, sigma=1.0, temperature=0.5)
+    u2 = 0.5 / math.sqrt(1.25)
+    # F-M: max-pool of unit vectors, dot with the unit sentence: window 0 -> [1,1].x = 1, window 1 -> [u2, 0].x = u2.
+    fm = math.log(1 + math.exp((u2 - 1.0) / 0.5))
+    # M-F keys: window mean of unit vectors (release): 0.5 and (u2 - 1)/2.
+    keys = {"mean": (0.5, (u2 - 1.0) / 2), "similarity": (1.0, u2), "attention": (0.0, -1.0)}
+    for key, (k0, k1) in keys.items():
+        out = unit_scale_losses(clips, sentence, mask, attention, tau, log_g, SgSciConfig(mf_key=key, **base))
+        assert abs(float(out["fm"]) - fm) < 1e-5
+        mf = math.log(1 + math.exp((k1 - k0) / 0.5))  # one-hot label on window 0
+        assert abs(float(out["mf"]) - mf) < 1e-5, key
+
+
+def _hand_output(T: int = 5):
+    """A batch of one 4-clip video (of 5 slots), glance in clip 1, and a hand-made model output."""
+    from momentloc.types import Batch
+
+    mask = torch.tensor([[True, True, True, True, False]])
+    batch = Batch(
+        video=torch.zeros(1, T, 16), video_mask=mask, words=torch.zeros(1, 2, 24), word_mask=torch.ones(1, 2, dtype=torch.bool),
+        word_ids=torch.ones(1, 2, dtype=torch.long), duration=torch.tensor([8.0]), video_group=torch.zeros(1, dtype=torch.long),
+        index=torch.zeros(1, dtype=torch.long), point=torch.tensor([3.0]),
+    )
+    attention = torch.tensor([[0.1, 0.5, 0.3, 0.1, 0.0]])
+    sim = torch.tensor([[0.9, 0.4, -0.2, 0.3, 0.0]])
+    out = Output(tensors={"clip_sim": sim, "query_attention": attention, "clips": torch.ones(1, T, 2), "sentence": torch.ones(1, 2)})
+    g = [math.exp(-(((i - 1) * 2 / 3) ** 2) / 2) for i in range(4)]
+    return batch, out, [v / sum(g) for v in g]
+
+
+@pytest.mark.parametrize("form", ["logits", "log"])
+def test_global_loss_on_the_attention_by_hand(form):
+    batch, out, g = _hand_output()
+    model = _small(sigma=1.0, temperature=1.0, use_fm=False, use_mf=False, global_on="attention", global_form=form)
+    loss = model.loss(out, batch)["total"]
+    a = [0.1, 0.5, 0.3, 0.1]
+    if form == "logits":  # the release: cross-entropy with the attention probabilities as logits
+        lse = math.log(sum(math.exp(v) for v in a))
+        expected = -sum(gi * (ai - lse) for gi, ai in zip(g, a))
+    else:  # Eq. (11) with S = A
+        expected = -sum(gi * math.log(ai) for gi, ai in zip(g, a))
+    assert abs(float(loss) - expected) < 1e-6
+
+
+def test_global_loss_on_similarity_is_the_control():
+    batch, out, g = _hand_output()
+    model = _small(sigma=1.0, temperature=1.0, use_fm=False, use_mf=False, global_on="similarity")
+    s = [0.9, 0.4, -0.2, 0.3]
+    lse = math.log(sum(math.exp(v) for v in s))
+    expected = -sum(gi * (si - lse) for gi, si in zip(g, s))
+    assert abs(float(model.loss(out, batch)["total"]) - expected) < 1e-6
+
+
+def test_anchor_follows_the_tensor_the_global_loss_trains():
+    batch, out, _ = _hand_output()
+    assert _small(global_on="attention").anchors(out, batch).tolist() == [1]  # argmax of the attention
+    assert _small(global_on="similarity").anchors(out, batch).tolist() == [0]  # argmax of S
+    assert _small(global_on="attention", anchor="similarity").anchors(out, batch).tolist() == [0]
+
+
+def test_video_gca_only_rescales_each_clip():
+    # Eqs. (9)-(10) multiply clip i by alpha + (1 - alpha) V_c(i): after normalisation (where the
+    # release reads the clips) only the sign of that scalar survives.
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 8)
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    scores = torch.rand(2, 6, 3)
+    pooled = torch.randn(2, 8)
+    out = granularity_alignment(x, mask, scores, torch.ones(2, 3, dtype=torch.bool), pooled, alpha=0.3)
+    scale = (out * x).sum(-1) / (x * x).sum(-1)
+    torch.testing.assert_close(out, scale[..., None] * x)
+    unit = torch.nn.functional.normalize
+    torch.testing.assert_close(unit(out, dim=-1), torch.sign(scale)[..., None] * unit(x, dim=-1))
+
+
 def test_granularity_alignment_eqs_7_to_10():
     x = torch.tensor([[[1.0, 0.0], [1.0, 1.0]]])  # two clips
     x_mask = torch.ones(1, 2, dtype=torch.bool)
@@ -186,6 +270,9 @@ def test_paper_hyper_parameters_in_configs():
     p = load_config(CONFIGS / "sg_sci_charades_sta.yaml").model.params
     assert (p["alpha"], p["beta"], p["gamma"], p["sigma"], p["dim"]) == (0.3, 0.1, 0.1, 0.04, 512)
     assert (p["window_size"], p["window_stride"]) == (8, 4)
+    for name in ("sg_sci_charades_sta", "sg_sci_tacos", "sg_sci_synthetic_ci"):
+        q = load_config(CONFIGS / f"{name}.yaml").model.params
+        assert q["sigma"] == 0.04 and q["global_on"] == "attention", name
     for name, bs in (("sg_sci_charades_sta", 512), ("sg_sci_tacos", 64)):
         cfg = load_config(CONFIGS / f"{name}.yaml")
         assert cfg.train.batch_size == bs and cfg.optim.name == "adamw" and cfg.optim.lr == 1e-4
@@ -209,6 +296,8 @@ def _point_batch():
         ({"use_global": False, "use_mf": False}, {"fm"}),
         ({"use_global": False, "use_fm": False}, {"mf"}),
         ({"use_global": False}, {"fm", "mf"}),
+        ({"use_fm": False, "use_mf": False, "global_on": "similarity"}, {"global"}),
+        ({"global_on": "similarity"}, {"global", "fm", "mf"}),
     ],
 )
 def test_table3_switches_select_the_losses(flags, keys):

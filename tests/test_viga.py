@@ -54,9 +54,11 @@ def test_kl_by_hand():
     assert abs(float(kl_divergence(target, log_p, mask)) - expected) < 1e-6
 
 
-def test_loss_is_kl_between_glance_gaussian_and_similarity_softmax():
-    # Drive the model's loss through a hand-made similarity map: 4 valid clips of 5, glance in clip 1.
-    model = _small(sigma=1.0, temperature=1.0)
+@pytest.mark.parametrize("global_on", ["similarity", "attention"])
+def test_loss_is_kl_between_glance_gaussian_and_the_query_distribution(global_on):
+    # Drive the model's loss through a hand-made map: 4 valid clips of 5, glance in clip 1. On the
+    # attention (the release) the probabilities are the logits, as in ViGA's released code.
+    model = _small(sigma=1.0, temperature=1.0, global_on=global_on)
     sim = torch.tensor([[0.1, 0.4, -0.2, 0.3, 0.0]])
     mask = torch.tensor([[True, True, True, True, False]])
     batch = Batch(
@@ -64,7 +66,7 @@ def test_loss_is_kl_between_glance_gaussian_and_similarity_softmax():
         word_ids=torch.ones(1, 2, dtype=torch.long), duration=torch.tensor([8.0]), video_group=torch.zeros(1, dtype=torch.long),
         index=torch.zeros(1, dtype=torch.long), point=torch.tensor([3.0]),
     )
-    loss = model.loss(Output(tensors={"clip_sim": sim}), batch)["total"]
+    loss = model.loss(Output(tensors={"clip_sim": sim, "query_attention": sim}), batch)["total"]
     # 3.0 s of 8.0 s in 4 clips -> clip 1. G_i = exp(-((i-1) * 2/3)^2 / 2) (constants cancel when normalised).
     g = [math.exp(-(((i - 1) * 2 / 3) ** 2) / 2) for i in range(4)]
     g = [v / sum(g) for v in g]

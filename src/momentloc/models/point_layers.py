@@ -35,7 +35,16 @@ class PointConfig(ModelConfig):
     max_words: int = 64  # learnable word position table
     sigma: float = 0.04  # Gaussian width of Eq. (5), in units of half the video
     temperature: float = 0.07  # softmax temperature over cosine similarities
-    anchor: Literal["similarity", "attention"] = "similarity"
+    # Which tensor the Gaussian (global) loss trains: the word-averaged query-to-clip attention of
+    # the last cross-modal layer (the authors' release, ViGA's code) or the clip-sentence cosine S
+    # (Eq. 11 read literally; also the control of SG-SCI).
+    global_on: Literal["attention", "similarity"] = "attention"
+    # On the attention: "logits" is the release's cross-entropy that takes the attention
+    # probabilities as logits (log_softmax(A)); "log" is -sum G log A, Eq. (11) with S = A.
+    global_form: Literal["logits", "log"] = "logits"
+    # Inference anchor: "global" = argmax of the tensor the global loss trains (release:
+    # attention; the S reading: S), or one of them explicitly.
+    anchor: Literal["global", "similarity", "attention"] = "global"
     pooling: Literal["max", "mean"] = "max"  # moment feature from its clips
     # Proposal score at inference: ViGA's dot product of the pooled unit clip vectors with the
     # unit sentence ("dot"), the cosine of the pooled vector ("cosine"), or the contrast of the
@@ -222,6 +231,12 @@ class PointEncoder(nn.Module):
 # --------------------------------------------------------------------------- targets and losses
 
 
+def query_attention(word_to_clip: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
+    """Word-averaged query-to-clip attention [B,T] from the per-word maps [B,L,T] (valid words only)."""
+    w2v = word_to_clip * word_mask[..., None]
+    return w2v.sum(1) / word_mask.sum(1, keepdim=True).clamp(min=1)
+
+
 def glance_index(point: torch.Tensor, duration: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """The clip holding the glance: clip i of n covers [i/n, (i+1)/n] * duration."""
     frac = (point / duration.clamp(min=1e-6)).clamp(0.0, 1.0)
@@ -348,7 +363,7 @@ class PointGroundingModel(GroundingModel):
         """Encode, then the cosine of every clip with the sentence (S_i of Sec. 3.2.3)."""
         enc = self.encoder(batch)
         sim = F.cosine_similarity(enc["clips"], enc["sentence"][:, None, :], dim=-1)
-        tensors = dict(enc, clip_sim=sim)
+        tensors = dict(enc, clip_sim=sim, query_attention=query_attention(enc["word_to_clip"], batch.word_mask))
         emb = {"clips": enc["clips"], "clip_mask": batch.video_mask, "sentence": enc["sentence"],
                "words": enc["words"], "word_mask": batch.word_mask}
         return Output(tensors=tensors, embeddings=emb)
@@ -362,14 +377,22 @@ class PointGroundingModel(GroundingModel):
         return tau, gaussian_weights(tau, lengths, batch.video_mask.shape[1], self.cfg.sigma)
 
     def anchors(self, out: Output, batch: Batch) -> torch.Tensor:
-        """The clip that best matches the query: highest similarity or word-averaged attention."""
+        """The clip that best matches the query: highest word-averaged attention or similarity."""
         mask = batch.video_mask
-        if self.cfg.anchor == "attention":
-            w2v = out["word_to_clip"] * batch.word_mask[..., None]
-            score = w2v.sum(1) / batch.word_mask.sum(1, keepdim=True).clamp(min=1)
-        else:
-            score = out["clip_sim"]
+        source = self.cfg.global_on if self.cfg.anchor == "global" else self.cfg.anchor
+        score = out["query_attention"] if source == "attention" else out["clip_sim"]
         return score.masked_fill(~mask, float("-inf")).argmax(1)
+
+    def global_log_probs(self, out: Output, batch: Batch) -> torch.Tensor:
+        """log p over the clips [B,T] that the Gaussian (global) loss compares with the glance Gaussian."""
+        cfg, mask = self.cfg, batch.video_mask
+        if cfg.global_on == "similarity":
+            return masked_log_softmax(out["clip_sim"], mask, cfg.temperature)
+        attn = out["query_attention"]
+        if cfg.global_form == "logits":
+            return masked_log_softmax(attn, mask, 1.0)
+        # Dropout on the attention can zero an entry; the floor keeps its log finite.
+        return torch.log(attn.clamp(min=1e-12)).masked_fill(~mask, NEG)
 
     @torch.no_grad()
     def decode(self, out: Output, batch: Batch, k: int = 5) -> list[list[Moment]]:

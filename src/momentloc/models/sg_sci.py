@@ -6,6 +6,18 @@ Correspondence Learning (Sec. 3.4): the global Gaussian loss (Eq. 11), the
 frame-to-moment KL over sliding windows with Gaussian soft labels (Eqs.
 12-14) and the moment-to-frame KL over each window's best clip (Eqs. 15-16),
 combined as L = L_g + beta L_fm + gamma L_mf (Eq. 17).
+
+Two readings of which tensors these losses act on (``global_on``):
+
+* ``attention`` (default, the authors' release): the global loss trains the
+  word-averaged query-to-clip attention, whose argmax is the inference
+  anchor; the frame-to-moment and moment-to-frame losses train the unit
+  clip features against the unit sentence (a window's max-pooled unit
+  vectors, and its key clip: the window mean in the release, ``mf_key``),
+  and a span is scored at inference by the same dot product.
+* ``similarity`` (Eq. 11 read literally): all three losses act on the
+  clip-sentence cosine S and the anchor is argmax S; then the global loss
+  alone already trains what inference reads. This is also SG-SCI's control.
 """
 
 from __future__ import annotations
@@ -47,6 +59,10 @@ class SgSciConfig(PointConfig):
     gca_video: bool = True  # Fig. 3b: which modality GCA refines
     gca_text: bool = True
     gca_prior: Literal["both", "attention", "global"] = "both"  # Eq. (9): V_c from both priors or one
+    # Key clip K_i of a window for the moment-to-frame loss under global_on=attention: the window's
+    # mean unit feature ("mean", what the release computes), its most-attended clip ("attention"),
+    # or its clip most similar to the query ("similarity", Eq. 15).
+    mf_key: Literal["mean", "attention", "similarity"] = "mean"
 
     @model_validator(mode="after")
     def _check(self) -> SgSciConfig:
@@ -128,6 +144,38 @@ def scale_losses(sim: torch.Tensor, clips: torch.Tensor, sentence: torch.Tensor,
     return out
 
 
+def unit_scale_losses(clips: torch.Tensor, sentence: torch.Tensor, mask: torch.Tensor, attention: torch.Tensor,
+                      tau: torch.Tensor, log_g: torch.Tensor, cfg: SgSciConfig) -> dict[str, torch.Tensor]:
+    """Eqs. (14) and (16) as the release computes them: dot products of unit clip features with the unit sentence.
+
+    F-M scores a window by its max-pooled unit clip vectors; M-F by its key clip (``cfg.mf_key``).
+    """
+    lengths = mask.sum(1)
+    T = mask.shape[1]
+    unit = F.normalize(clips, dim=-1) * mask[..., None]
+    query = F.normalize(sentence, dim=-1)
+    starts, ends, valid = window_grid(lengths, T, cfg.window_size, cfg.window_stride)
+    target = window_soft_labels(tau, starts, ends, valid, log_g, cfg.soft_labels)
+    size, stride = cfg.window_size, cfg.window_stride
+    out = {}
+    if cfg.use_fm:
+        feats = window_features(unit, mask, size, stride, "max")
+        score = torch.where(valid, (feats * query[:, None, :]).sum(-1), torch.zeros_like(valid, dtype=unit.dtype))
+        out["fm"] = kl_divergence(target, masked_log_softmax(score, valid, cfg.temperature), valid)
+    if cfg.use_mf:
+        if cfg.mf_key == "mean":
+            feats = window_features(unit, mask, size, stride, "mean")
+            score = (feats * query[:, None, :]).sum(-1)
+        else:
+            cos = (unit * query[:, None, :]).sum(-1)
+            source = attention if cfg.mf_key == "attention" else cos
+            pick = unfold_windows(source.masked_fill(~mask, NEG), size, stride, NEG).argmax(-1, keepdim=True)
+            score = unfold_windows(cos, size, stride, 0.0).gather(-1, pick).squeeze(-1)
+        score = torch.where(valid, score, torch.zeros_like(score))
+        out["mf"] = kl_divergence(target, masked_log_softmax(score, valid, cfg.temperature), valid)
+    return out
+
+
 @register_model("sg_sci")
 class SgSciModel(PointGroundingModel):
     """SG-SCI: the point pipeline with GCA in the encoder and SCL as the training objective."""
@@ -145,7 +193,12 @@ class SgSciModel(PointGroundingModel):
         tau, _ = self.point_target(batch)
         mask = batch.video_mask
         log_g = log_gaussian(tau, mask.sum(1), mask.shape[1], cfg.sigma)
-        parts = scale_losses(out["clip_sim"], out["clips"], out["sentence"], mask, tau, log_g, cfg)
+        if cfg.global_on == "similarity":
+            parts = scale_losses(out["clip_sim"], out["clips"], out["sentence"], mask, tau, log_g, cfg)
+        else:
+            gauss = normalize_target(torch.exp(log_g) * mask)
+            parts = {"global": soft_cross_entropy(gauss, self.global_log_probs(out, batch), mask),
+                     **unit_scale_losses(out["clips"], out["sentence"], mask, out["query_attention"], tau, log_g, cfg)}
         terms = []
         if cfg.use_global:
             terms.append(parts["global"])

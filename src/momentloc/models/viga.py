@@ -3,9 +3,11 @@
 SG-SCI's pipeline without its two modules (no Granularity Correspondence
 Alignment, no Scale Correspondence Learning), trained with one loss: the KL
 divergence between a Gaussian centred on the glance (Eq. 5, normalised over
-the video's clips) and the query-to-clip similarity distribution
-softmax_i(cos(v_i, q) / temperature). Inference expands the clip that best
-matches the query into a moment (ViGA's anchor-guided proposals).
+the video's clips) and the query-to-clip distribution that ``global_on``
+names: the word-averaged query-to-clip attention (default, as ViGA's and
+SG-SCI's released code train it) or softmax_i(cos(v_i, q) / temperature).
+Inference is SG-SCI's: expand the anchor (argmax of that distribution) into
+spans scored by their pooled unit features' dot product with the sentence.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from momentloc.models.point_layers import (
     PointConfig,
     PointGroundingModel,
     kl_divergence,
-    masked_log_softmax,
     normalize_target,
 )
 from momentloc.registry import register_model
@@ -30,7 +31,7 @@ class VigaConfig(PointConfig):
 
 @register_model("viga")
 class VigaModel(PointGroundingModel):
-    """Point-supervised baseline: Gaussian-at-the-glance KL on query-to-clip similarities."""
+    """Point-supervised baseline: Gaussian-at-the-glance KL on the query-to-clip distribution."""
 
     supervision = "point"
     Config = VigaConfig
@@ -39,9 +40,8 @@ class VigaModel(PointGroundingModel):
         super().__init__(cfg, spec, gca=None)
 
     def loss(self, out: Output, batch: Batch) -> dict[str, torch.Tensor]:
-        """KL(normalised Gaussian at the glance || softmax of clip-sentence cosines)."""
+        """KL(normalised Gaussian at the glance || the query-to-clip distribution of ``global_on``)."""
         _, gauss = self.point_target(batch)
         mask = batch.video_mask
-        log_p = masked_log_softmax(out["clip_sim"], mask, self.cfg.temperature)
-        kl = kl_divergence(normalize_target(gauss), log_p, mask)
+        kl = kl_divergence(normalize_target(gauss), self.global_log_probs(out, batch), mask)
         return {"total": kl, "kl": kl.detach()}
