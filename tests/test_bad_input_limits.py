@@ -364,3 +364,20 @@ def test_serve_refuses_what_it_could_not_serve(capsys, ckpts, videos, tmp_path: 
     assert_one_line_error(res, "carries no feature spec")
     assert res.out == ""
 
+
+
+def test_didemo_rankings_completed_are_counted(tmp_path: Path) -> None:
+    """A ranking of one segment is completed favourably (nearest its top-1 first); the result says how many were."""
+    from momentloc.evaluate import evaluate_predictions
+    from momentloc.types import Pair
+
+    pairs = [Pair("v1", 30.0, "a dog runs", ((0.0, 5.0),), query_id="0", annotator_windows=((0.0, 5.0),)),
+             Pair("v2", 30.0, "a cat sits", ((5.0, 10.0),), query_id="1", annotator_windows=((5.0, 10.0),))]
+    m = evaluate_predictions(pairs, _didemo_file(tmp_path, {"0": [0], "1": [1, 2, 3, 4, 5]}), "didemo")
+    assert m["completed_rankings"] == 1
+
+
+def _didemo_file(tmp_path: Path, rankings: dict) -> Path:
+    path = tmp_path / "rankings.json"
+    path.write_text(json.dumps(rankings))
+    return path

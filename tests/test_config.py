@@ -41,7 +41,10 @@ def test_wrong_type_is_named(tmp_path):
 
 def test_unknown_model_param_is_named(tmp_path):
     p = _write(tmp_path, "data: {dataset: x, feature_dim: 8}\nmodel: {name: span, params: {hiden: 3}}\n")
-    cfg = load_config(p)
+    with pytest.raises(ConfigError, match=r"exp.yaml: model.params \(span\): unknown key 'hiden'"):
+        load_config(p)  # when the config loads, before anything is built or written
+    cfg = load_config(_write(tmp_path, "data: {dataset: x, feature_dim: 8}\nmodel: {name: span}\n"))
+    cfg.model.params = {"hiden": 3}  # a config built in code still meets the same check when the model is built
     with pytest.raises(ConfigError, match=r"model.params \(span\): unknown key 'hiden'"):
         build_model(cfg, InputSpec(8, 8, 10, None))
 

@@ -89,7 +89,7 @@ def test_missing_queries_error_or_miss(tmp_path: Path) -> None:
             r"line 2: duplicate query q0 \(also at line 1\)",
         ),
         ([{"qid": "q0", "pred_relevant_windows": [[0, 45, 1]]}], r"query q0: window \[0, 45\] is outside the video"),
-        ([{"qid": "q0", "pred_relevant_windows": [[12, 5, 1]]}], r"outside the video"),
+        ([{"qid": "q0", "pred_relevant_windows": [[12, 5, 1]]}], r"query q0: window \[12, 5\]: end before start"),
         ([{"qid": "q0", "pred_relevant_windows": [[0, 5, "high"]]}], r"line 1: score must be a number, got 'high'"),
         ([{"qid": "q0", "pred_relevant_windows": [[0, 5, float("nan")]]}], r"score must be finite"),
         (

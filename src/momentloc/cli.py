@@ -145,6 +145,9 @@ def evaluate(
     typer.echo(format_table(metrics))
     if metrics.get("missing_scored_as_miss"):
         typer.echo(f"note: {metrics['missing_scored_as_miss']} missing queries scored as misses")
+    if metrics.get("completed_rankings"):
+        typer.echo(f"note: {metrics['completed_rankings']} rankings held fewer than 5 segments and were completed with "
+                   "the segments nearest their top-1 (Rank@5 counts those)")
     if out:
         _write_json(out, metrics)
 

@@ -274,7 +274,9 @@ def _check_windows(
     if dataset == "didemo":
         bound = max(bound, dd.NUM_CHUNKS * dd.CHUNK_SECONDS)
     for s, e, _ in wins:
-        if e < s or s < -tolerance or e > bound + tolerance:
+        if e < s:
+            raise DataError(source, f"query {key}: window [{s:g}, {e:g}]: end before start")
+        if s < -tolerance or e > bound + tolerance:
             raise DataError(
                 source,
                 f"query {key}: window [{s:g}, {e:g}] is outside the video [0, {bound:g}] s (tolerance {tolerance:g} s)",
@@ -331,6 +333,9 @@ def evaluate_predictions(
             else:
                 rankings.append([])  # a miss: infinite rank, IoU 0
         result.update(dd.didemo_metrics(rankings, annotators))
+        # A ranking of fewer than 5 segments is completed with the segments nearest its top-1, which favours Rank@5:
+        # say how many were.
+        result["completed_rankings"] = sum(1 for k in keys if k in preds.segments and 0 < len(set(preds.segments[k])) < 5)
     else:
         if preds.segments:
             raise DataError(preds.source, f"DiDeMo segment rankings cannot be scored on {name}")
