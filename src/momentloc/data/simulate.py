@@ -67,7 +67,7 @@ class SimSpec:
     drift: float = 0.3  # slow variation of the background over the video
     objects: float = 0.3  # listed objects, faintly present all along
     jitter: float = 1.0  # std (s) of the visible start/end around the annotated ones
-    faint: float = 0.15  # share of barely visible instances
+    faint: float = 0.05  # share of barely visible instances
     faint_gain: float = 0.25  # their strength (visible ones draw theirs from [min_gain, 1])
     min_gain: float = 0.5
     nuisance: float = 1.0  # clip-level nuisance inside the nonlinearity (camera, light, pose)
@@ -77,17 +77,36 @@ class SimSpec:
 
 
 def spec_from(values: dict) -> SimSpec:
-    """A spec from a mapping, naming any unknown knob."""
-    known = {f.name for f in fields(SimSpec)}
-    unknown = sorted(set(values) - known)
+    """A spec from a mapping, naming any unknown knob or a value of the wrong kind."""
+    known = {f.name: f for f in fields(SimSpec)}
+    unknown = sorted(set(values) - set(known))
     if unknown:
         raise ValueError(f"unknown simulation knob(s) {unknown}; known: {', '.join(sorted(known))}")
-    return SimSpec(**values)
+    clean: dict = {}
+    for key, value in values.items():
+        default = known[key].default
+        integral = isinstance(default, int) or key == "max_videos"
+        if value is None and key == "max_videos":
+            clean[key] = None
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or (integral and value != int(value)):
+            raise ValueError(f"simulation knob {key}: expected {'an integer' if integral else 'a number'}, got {value!r}")
+        elif value < 0 or value != value or (key in ("dim", "latent_dim", "rate", "max_videos") and value <= 0):
+            raise ValueError(f"simulation knob {key}: expected a {'positive' if key in ('dim', 'latent_dim', 'rate', 'max_videos') else 'non-negative'} number, got {value!r}")
+        else:
+            clean[key] = int(value) if integral else float(value)
+    return SimSpec(**clean)
 
 
 def spec_record(spec: SimSpec) -> dict:
     """The spec as meta.json stores it."""
     return asdict(spec)
+
+
+def spec_tag(spec: SimSpec) -> str:
+    """A folder name for a spec: dim, seed and a short hash of every knob (``d1024_s0_3f9a2c1e``)."""
+    digest = hashlib.sha256(json.dumps(spec_record(spec), sort_keys=True).encode()).hexdigest()[:8]
+    slice_part = f"_n{spec.max_videos}" if spec.max_videos is not None else ""
+    return f"d{spec.dim}_s{spec.seed}{slice_part}_{digest}"
 
 
 def _rng(seed: int, *keys: str) -> np.random.Generator:
