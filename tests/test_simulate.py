@@ -143,7 +143,7 @@ SLICE = 120  # train videos (and 30 test videos)
 @pytest.fixture(scope="module")
 def sim_slice(need_file, tmp_path_factory) -> tuple[Path, SimSpec]:
     root = need_file("charades_sta/Charades_v1_classes.txt").parent
-    spec = SimSpec(dim=64, max_videos=SLICE)
+    spec = SimSpec(dim=256, max_videos=SLICE)
     out = simulate_charades(root, tmp_path_factory.mktemp("charades_sim"), spec)
     return out, spec
 
@@ -222,4 +222,5 @@ def test_prior_scores_exactly_what_it_scores_on_the_real_annotations(sim_slice, 
     # the same prior fitted on the real annotations of the same videos, no features read
     direct = fit_prior_moments(split_pairs(cfg.data, "train", cfg.train.seed), pairs, k=5)
     for key in ("R1@0.3", "R1@0.5", "R1@0.7", "R5@0.5", "mIoU"):
-        assert metrics[key] == pytest.approx(_r1(pairs, direct, key), abs=1e-9), key
+        # hit rates exactly; mIoU up to the float32 rounding of the decoded seconds
+        assert metrics[key] == pytest.approx(_r1(pairs, direct, key), abs=1e-9 if key != "mIoU" else 1e-4), key
