@@ -201,8 +201,9 @@ def test_resume_last_without_a_run(capsys, tiny_synth: Path, tmp_path: Path) -> 
 
 
 def test_a_second_run_into_a_run_folder_is_refused_unless_asked(capsys, tiny_synth: Path, tmp_path: Path) -> None:
-    args = train_args(tiny_synth, tmp_path / "runs", "name=twice")
-    assert run_cli(capsys, args).code == 0
+    args = train_args(tiny_synth, tmp_path / "runs", "name=twice", "train.progress=true")
+    first = run_cli(capsys, args)
+    assert first.code == 0 and "it/s" not in first.out + first.err  # no progress bar when the output is not a terminal
     best = tmp_path / "runs" / "twice" / "checkpoints" / "best.ckpt"
     before = best.read_bytes()
     res = run_cli(capsys, args)
@@ -381,3 +382,22 @@ def _didemo_file(tmp_path: Path, rankings: dict) -> Path:
     path = tmp_path / "rankings.json"
     path.write_text(json.dumps(rankings))
     return path
+
+
+# ---- the command's own pages ---------------------------------------------------------------------------------------
+
+
+def test_version_help_and_list(capsys, tmp_path: Path, monkeypatch) -> None:
+    res = run_cli(capsys, ["--version"])
+    assert res.code == 0 and res.out.startswith("momentloc ")
+    for args in (["-h"], ["train", "-h"], ["predict", "--help"], ["data", "-h"]):
+        res = run_cli(capsys, args)
+        assert res.code == 0 and res.out.startswith("Usage: momentloc"), args
+        assert "<bool>" not in res.out and max(map(len, res.out.splitlines())) <= 80, res.out
+    monkeypatch.chdir(tmp_path)  # shipped config names work from any folder
+    res = run_cli(capsys, ["list"])
+    assert res.code == 0 and "  span_synthetic_ci" in res.out and max(map(len, res.out.splitlines())) <= 80
+    assert "returns the windows that would have hit" in res.out  # a description is whole, not its first line
+    res = run_cli(capsys, ["train", "span_synthetic_ci", "--set", "train.epochs=-1"])
+    assert_one_line_error(res, "span_synthetic_ci.yaml: key 'train.epochs'")
+    assert list(tmp_path.iterdir()) == []

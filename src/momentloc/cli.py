@@ -13,11 +13,33 @@ import typer
 
 from momentloc.files import write_text_atomic
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find the moment in a video that a sentence describes.")
-data_app = typer.Typer(no_args_is_help=True, help="Annotations, features, synthetic data and point labels.")
+# Plain help pages (no type column: flags show no "<bool>") that fit 80 columns; -h as well as --help.
+_HELP = {"help_option_names": ["-h", "--help"], "max_content_width": 80}
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, context_settings=_HELP,
+                  help="Find the moment in a video that a sentence describes.")
+data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, context_settings=_HELP,
+                       help="Annotations, features, synthetic data and point labels.")
 app.add_typer(data_app, name="data")
 
-SetOpt = typer.Option(None, "--set", help="Override a config key: a.b.c=value (repeatable).")
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"momentloc {version('momentloc')}")
+        except PackageNotFoundError:
+            typer.echo("momentloc (not installed as a package)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                            help="Print the version and exit.")) -> None:
+    """Find the moment in a video that a sentence describes."""
+
+
+SetOpt = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a config key: a.b.c=value (repeatable).")
 MAX_CLIPS_DEFAULT = 4096  # momentloc.video.DEFAULT_MAX_CLIPS, repeated so `--help` needs no heavy import
 MaxClipsOpt = typer.Option(MAX_CLIPS_DEFAULT, "--max-clips", min=1,
                            help="Longest video accepted, in clips (frames sampled at the feature fps, pooled); "
@@ -41,34 +63,55 @@ def _print_metrics(metrics: dict, title: str) -> None:
     _console().print(table)
 
 
+SHIPPED_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "experiment"
+
+
+def _summary(doc: Optional[str]) -> str:
+    """A docstring's first paragraph on one line (a sentence broken over lines stays whole)."""
+    return " ".join((doc or "").strip().split("\n\n")[0].split())
+
+
+def config_path(config: Path) -> Path:
+    """A config file, or the name of a shipped experiment config (``momentloc list``) from any folder."""
+    if not config.exists() and config.parent == Path(".") and (SHIPPED_CONFIGS / f"{config.stem}.yaml").is_file():
+        return SHIPPED_CONFIGS / f"{config.stem}.yaml"
+    return config
+
+
 @app.command("list")
 def list_cmd() -> None:
     """List registered models, objectives, datasets and shipped configs."""
+    import textwrap
+
     from momentloc.data.formats import DATASETS
     from momentloc.registry import get_model_class, model_names, objective_names
 
-    con = _console()
-    con.print("[bold]models[/bold]")
+    def show(head: str, text: str = "") -> None:
+        lines = textwrap.wrap(text, 80 - 23) or [""]
+        typer.echo(f"  {head:<20} {lines[0]}".rstrip())
+        for line in lines[1:]:
+            typer.echo(f"  {'':<20} {line}")
+
+    typer.echo("models (name, supervision)")
     for name in model_names():
         cls = get_model_class(name)
-        con.print(f"  {name:<12} {cls.supervision:<6} {(cls.__doc__ or '').strip().splitlines()[0]}")
-    con.print("[bold]objectives[/bold]")
+        show(f"{name} ({cls.supervision})", _summary(cls.__doc__))
+    typer.echo("objectives")
     for name in objective_names():
-        con.print(f"  {name}")
-    con.print("[bold]datasets[/bold]")
+        show(name)
+    typer.echo("datasets")
     for name, info in DATASETS.items():
-        con.print(f"  {name:<14} splits: {', '.join(info.splits)}")
-    con.print("  synthetic_ci / synthetic_bench / synthetic_long (generated: momentloc data synth)")
-    root = Path(__file__).resolve().parents[2] / "configs" / "experiment"
-    if root.exists():
-        con.print("[bold]experiment configs[/bold]")
-        for p in sorted(root.glob("*.yaml")):
-            con.print(f"  {p.relative_to(root.parents[1])}")
+        show(name, f"splits: {', '.join(info.splits)}")
+    show("synthetic_ci", "also synthetic_bench, synthetic_long (generated: momentloc data synth)")
+    if SHIPPED_CONFIGS.exists():
+        typer.echo("experiment configs (momentloc train NAME works from any folder)")
+        for p in sorted(SHIPPED_CONFIGS.glob("*.yaml")):
+            show(p.stem)
 
 
 @app.command()
 def train(
-    config: Path = typer.Argument(..., help="Experiment YAML."),
+    config: Path = typer.Argument(..., help="Experiment YAML, or a shipped config's name (momentloc list)."),
     set_: Optional[List[str]] = SetOpt,
     resume: Optional[str] = typer.Option(None, help="Checkpoint to resume from, or 'last' for the run's last.ckpt."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the checkpoints of an earlier run of the same "
@@ -81,7 +124,7 @@ def train(
 
     if resume is not None and overwrite:
         raise MomentlocError("give --resume or --overwrite, not both")
-    cfg = load_config(config, set_ or [])
+    cfg = load_config(config_path(config), set_ or [])
     result = run(cfg, resume=resume, overwrite=overwrite)
     _print_metrics(result.metrics, f"{cfg.name}: validation (last epoch)")
     typer.echo(f"checkpoint: {result.best_checkpoint or result.checkpoint}")
@@ -483,7 +526,7 @@ def main() -> None:  # noqa: D401
 
     _one_line_skips()
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="momentloc")  # also under python -m momentloc
         # Without standalone mode a typer.Exit raised inside a command comes back as its code.
         if isinstance(code, int) and not isinstance(code, bool) and code:
             sys.exit(code)

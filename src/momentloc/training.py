@@ -35,7 +35,9 @@ def _quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*LeafSpec.*", ".*does not have many workers.*", ".*number of training batches.*",
-                    ".*GPU available but not used.*", ".*litlogger.*", ".*litmodels.*"):
+                    ".*GPU available but not used.*", ".*litlogger.*", ".*litmodels.*",
+                    # a resumed or overwritten run reuses its folders on purpose (momentloc.runs)
+                    ".*exists and is not empty.*"):
         warnings.filterwarnings("ignore", message=pattern)
 
 
@@ -388,7 +390,38 @@ class TrainResult:
 
 class _ProgressBar(TQDMProgressBar):
     """Shows the latest training loss that has reached the host (logging it with ``prog_bar`` would read it
-    from the device on every refresh: a sync per step)."""
+    from the device on every refresh: a sync per step). Bars go to stderr, so piped results stay clean;
+    ``label`` names the validation bar (``eval`` sets it to the split)."""
+
+    label: Optional[str] = None
+
+    @property
+    def validation_description(self) -> str:
+        return self.label or super().validation_description
+
+    def _on_stderr(self, make: Callable[[], Any]) -> Any:
+        import sys
+
+        saved, sys.stdout = sys.stdout, sys.stderr  # Lightning's bars take sys.stdout when they are made
+        try:
+            return make()
+        finally:
+            sys.stdout = saved
+
+    def init_sanity_tqdm(self) -> Any:
+        return self._on_stderr(super().init_sanity_tqdm)
+
+    def init_train_tqdm(self) -> Any:
+        return self._on_stderr(super().init_train_tqdm)
+
+    def init_validation_tqdm(self) -> Any:
+        return self._on_stderr(super().init_validation_tqdm)
+
+    def init_predict_tqdm(self) -> Any:
+        return self._on_stderr(super().init_predict_tqdm)
+
+    def init_test_tqdm(self) -> Any:
+        return self._on_stderr(super().init_test_tqdm)
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         items = super().get_metrics(trainer, pl_module)
@@ -399,9 +432,12 @@ class _ProgressBar(TQDMProgressBar):
 
 
 def _trainer(cfg: ExperimentConfig, run_dir: Path, callbacks: list, devices: Any = None, logger: bool = True) -> L.Trainer:
+    import sys
+
     t = cfg.train
     torch.set_float32_matmul_precision(t.matmul_precision)
-    if t.progress:
+    progress = t.progress and sys.stderr.isatty()  # no bar redraws into a log file or a pipe
+    if progress:
         callbacks = [*callbacks, _ProgressBar()]
     loggers: Any = False
     if logger:
@@ -420,7 +456,7 @@ def _trainer(cfg: ExperimentConfig, run_dir: Path, callbacks: list, devices: Any
         log_every_n_steps=t.log_every_n_steps,
         check_val_every_n_epoch=t.check_val_every_n_epoch,
         limit_train_batches=t.limit_train_batches,
-        enable_progress_bar=t.progress,
+        enable_progress_bar=progress,
         enable_model_summary=False,
         deterministic="warn" if t.deterministic else False,
         use_distributed_sampler=False,
@@ -539,6 +575,9 @@ def evaluate_checkpoint(
     ds = make_dataset(cfg.data, pairs, module.vocab, "weak")
     module.eval_pairs = pairs
     trainer = _trainer(cfg, Path(cfg.train.out_dir) / cfg.name, [], devices=devices, logger=False)
+    for callback in trainer.callbacks:
+        if isinstance(callback, _ProgressBar):
+            callback.label = split
     loader_bs = batch_size or cfg.train.eval_batch_size
     trainer.validate(module, datamodule=_EvalData(ds, loader_bs, cfg.train.num_workers), verbose=False)
     preds = module.predictions
