@@ -139,7 +139,7 @@ def test_variables_expand_in_values_only(tmp_path: Path, monkeypatch) -> None:
     [
         ("model.name=spn", "key 'model.name': unknown model 'spn'; known:"),
         ("train.batch_size=0", "key 'train.batch_size': Input should be greater than or equal to 1"),
-        ("optim.lr=-1", "key 'optim.lr': Input should be greater than 0"),
+        ("optim.lr=-1", "key 'optim.lr': Input should be greater than or equal to 0"),
         ("optim.lr=.nan", "key 'optim.lr': Input should be a finite number"),
         ("model.params.hidden=-4", "key 'hidden': a size or count cannot be negative, got -4"),
         ("train.num_workers=-1", "key 'train.num_workers': Input should be greater than or equal to 0"),
@@ -401,3 +401,17 @@ def test_version_help_and_list(capsys, tmp_path: Path, monkeypatch) -> None:
     res = run_cli(capsys, ["train", "span_synthetic_ci", "--set", "train.epochs=-1"])
     assert_one_line_error(res, "span_synthetic_ci.yaml: key 'train.epochs'")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_tables_fit_80_columns_without_empty_rows() -> None:
+    from momentloc.cli import _rate_line, metrics_table
+    from momentloc.metrics import evaluate_moments
+    from momentloc.types import Moment, Pair
+
+    pairs = [Pair("v", 30.0, "a", ((0.0, 5.0),)), Pair("w", 300.0, "b", ((0.0, 100.0),))]
+    text = metrics_table(evaluate_moments(pairs, [[Moment(0, 5, 1)], [Moment(0, 50, 1)]]))
+    assert max(map(len, text.splitlines())) <= 80, text
+    rows = [line.split()[0] for line in text.splitlines() if line[:1].isalpha() and "  " in line]
+    assert "moment-short" not in rows and "video-medium" not in rows and "moment-medium" in rows
+    assert "moment length <= 10% / <= 30% / > 30% of the video" in text and "video length <= 60 s" in text
+    assert _rate_line(1, 2.0, "x").startswith("1 query in") and _rate_line(3, 2.0, "x").startswith("3 queries in")

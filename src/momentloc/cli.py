@@ -143,7 +143,6 @@ def eval_cmd(
 ) -> None:
     """Evaluate a checkpoint on a split: print the table, write metrics and predictions."""
     from momentloc.evaluate import write_predictions_jsonl
-    from momentloc.metrics import format_table
     from momentloc.training import evaluate_checkpoint
 
     start = time.perf_counter()
@@ -153,7 +152,7 @@ def eval_cmd(
 
     if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
         return
-    typer.echo(format_table({k: v for k, v in metrics.items()}))
+    typer.echo(metrics_table(metrics))
     typer.echo(_rate_line(len(pairs), seconds, "loading included"))
     moments = [preds.get(i, []) for i in range(len(pairs))]
     if out:
@@ -179,15 +178,15 @@ def evaluate(
     """Score any system's predictions file against the annotations (no model, no features)."""
     from momentloc.data.formats import load_pairs
     from momentloc.evaluate import evaluate_predictions, load_predictions
-    from momentloc.metrics import format_table
 
     if missing not in ("error", "miss"):
         raise typer.BadParameter(f"expected 'error' or 'miss', got {missing!r}", param_hint="'--missing'")
     pairs = load_pairs(dataset, split, root=root)
     metrics = evaluate_predictions(pairs, load_predictions(predictions), dataset, missing=missing)  # type: ignore[arg-type]
-    typer.echo(format_table(metrics))
+    typer.echo(metrics_table(metrics))
     if metrics.get("missing_scored_as_miss"):
-        typer.echo(f"note: {metrics['missing_scored_as_miss']} missing queries scored as misses")
+        typer.echo(f"note: {_plural(int(metrics['missing_scored_as_miss']), 'missing query', 'missing queries')} "
+                   "scored as misses")
     if metrics.get("completed_rankings"):
         typer.echo(f"note: {metrics['completed_rankings']} rankings held fewer than 5 segments and were completed with "
                    "the segments nearest their top-1 (Rank@5 counts those)")
@@ -308,9 +307,47 @@ def _strict_json(obj: object) -> object:
     return obj
 
 
+def _plural(n: int, word: str, many: Optional[str] = None) -> str:
+    """``1 query``, ``2 queries``."""
+    return f"{n} {word if n == 1 else many or word + 's'}"
+
+
 def _rate_line(queries: int, seconds: float, note: str) -> str:
     """The throughput line of ``eval`` and ``predict``: N queries in X s (Y queries/s, note)."""
-    return f"{queries} queries in {seconds:.2f} s ({queries / max(seconds, 1e-9):.0f} queries/s, {note})"
+    return f"{_plural(queries, 'query', 'queries')} in {seconds:.2f} s ({queries / max(seconds, 1e-9):.0f} queries/s, {note})"
+
+
+def metrics_table(metrics: dict, width: int = 80) -> str:
+    """The metrics table in ``width`` columns (split into several tables when wider), without breakdown rows that
+    hold no query, followed by the breakdowns' bin edges when there are breakdown rows."""
+    from momentloc.metrics import BIN_NAMES, MOMENT_LENGTH_BINS, VIDEO_LENGTH_BINS, format_table
+
+    empty = {k.rpartition("/")[0] for k, v in metrics.items() if k.endswith("/n") and v == 0}
+    kept = {k: v for k, v in metrics.items() if k.rpartition("/")[0] not in empty}
+    columns: list[str] = []
+    for key in kept:
+        name = key.rpartition("/")[2]
+        if name not in columns:
+            columns.append(name)
+    tables, chunk = [], []
+    for name in columns:
+        trial = format_table({k: v for k, v in kept.items() if k.rpartition("/")[2] in (*chunk, name)})
+        if chunk and max(map(len, trial.splitlines())) > width:
+            tables.append(format_table({k: v for k, v in kept.items() if k.rpartition("/")[2] in chunk}))
+            chunk = []
+        chunk.append(name)
+    if chunk:
+        tables.append(format_table({k: v for k, v in kept.items() if k.rpartition("/")[2] in chunk}))
+    text = "\n\n".join(tables)
+    if any(k.startswith(("moment-", "video-")) for k in metrics):
+        moment = " / ".join(f"<= {b:.0%}" for b in MOMENT_LENGTH_BINS) + f" / > {MOMENT_LENGTH_BINS[-1]:.0%}"
+        video = " / ".join(f"<= {b:g} s" for b in VIDEO_LENGTH_BINS) + f" / > {VIDEO_LENGTH_BINS[-1]:g} s"
+        names = "/".join(BIN_NAMES)
+        text += (f"\nmoment-{names}: moment length {moment} of the video"
+                 f"\nvideo-{names}: video length {video}")
+        if empty:
+            text += f"\n(no query in {', '.join(sorted(empty))})"
+    return text
 
 
 def _write_json(path: Path, obj: object) -> None:

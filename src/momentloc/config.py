@@ -102,7 +102,7 @@ class OptimConfig(_Strict):
     """Optimiser and learning-rate schedule."""
 
     name: Literal["adam", "adamw", "sgd"] = "adamw"
-    lr: float = Field(default=1e-3, gt=0, allow_inf_nan=False)
+    lr: float = Field(default=1e-3, ge=0, allow_inf_nan=False)  # 0: a frozen-weights control
     weight_decay: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     # warmup_cosine / warmup_constant: a linear warm-up over warmup_epochs, then a cosine decay / a constant rate.
     scheduler: Literal["none", "cosine", "step", "warmup_cosine", "warmup_constant", "plateau"] = "none"

@@ -197,8 +197,15 @@ class _BodyCap:
         await self.app(scope, counted, send)
 
 
-def create_app(predictor: Any, videos_dir: Path, max_upload_mb: float = 200.0, request_timeout_s: float = 120.0) -> FastAPI:
-    """The FastAPI app serving ``videos_dir`` with ``predictor`` (a ``momentloc.Predictor``)."""
+def create_app(predictor: Any, videos_dir: Path, max_upload_mb: float = 200.0, request_timeout_s: float = 120.0,
+               max_parallel: int = 2) -> FastAPI:
+    """The FastAPI app serving ``videos_dir`` with ``predictor`` (a ``momentloc.Predictor``).
+
+    At most ``max_parallel`` localizations compute at once (each may take up to the predictor's query-batch memory);
+    the others wait their turn within the time limit."""
+    import threading
+
+    compute = threading.BoundedSemaphore(max_parallel)
     root = Path(videos_dir).resolve()
     if not root.is_dir():
         raise MomentlocError(f"{videos_dir}: videos folder not found")
@@ -244,8 +251,9 @@ def create_app(predictor: Any, videos_dir: Path, max_upload_mb: float = 200.0, r
         path = resolve_video(root, req.video)
 
         def work() -> tuple[float, list]:
-            enc = predictor.encode_video(path)  # cached by the predictor: one decode per video
-            return enc.duration, predictor.localize(enc, req.query, top_k=req.top_k)[0]
+            with compute:
+                enc = predictor.encode_video(path)  # cached by the predictor: one decode per video
+                return enc.duration, predictor.localize(enc, req.query, top_k=req.top_k)[0]
 
         try:
             duration, moments = await asyncio.wait_for(run_in_threadpool(work), timeout=request_timeout_s)
