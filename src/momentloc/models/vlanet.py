@@ -33,7 +33,7 @@ from momentloc.types import Batch, Moment
 
 
 class VLANetConfig(ModelConfig):
-    """VLANet hyper-parameters (sizes in clips of the model's input)."""
+    """VLANet hyper-parameters (windows and stride in `window_unit`)."""
 
     hidden: int = 512  # D, the joint space
     gru_hidden: int = 512
