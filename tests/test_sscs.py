@@ -363,3 +363,22 @@ def test_sscs_learns_to_match_sentences_and_find_their_clips() -> None:
     after = scores(*test)
     assert after[0] >= 0.875 and after[0] > before[0], f"retrieval {before[0]:.2f} -> {after[0]:.2f}"
     assert after[1] > 0.6 and after[1] > before[1] + 0.2, f"attention on the moment {before[1]:.2f} -> {after[1]:.2f}"
+
+
+def test_fusion_space_reads_2dtan_fusion_sides() -> None:
+    # space=fusion: X_i, Y_i are the two sides of 2D-TAN's Hadamard fusion (its projected clips, the map's
+    # diagonal, and its projected sentence), with no projections of Sscs's own.
+    torch.manual_seed(0)
+    model = Tan2d(Tan2dConfig(num_clips=8, hidden_size=16, num_layers=1, lstm_layers=1), InputSpec(8, 6, 30, None))
+    obj = SupportSetCrossSupervision(SscsConfig(space="fusion"), model)
+    assert not list(obj.psi.parameters()) and not list(obj.phi.parameters())
+    batch = random_batch(4, 20, 8, num_words=5, text_dim=6, vocab_size=30)
+    out = model(batch)
+    clips = out.embeddings["clips"]
+    expected = torch.nn.functional.linear(clips, model.map_proj.weight.flatten(1), model.map_proj.bias)
+    assert torch.allclose(out.embeddings["fusion_clips"], expected, atol=1e-6)
+    assert torch.allclose(out.embeddings["fusion_sentence"], model.text_proj(out.embeddings["sentence"]), atol=1e-6)
+    obj(out, batch)["total"].backward()
+    assert model.map_proj.weight.grad.abs().sum() > 0 and model.text_proj.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="fusion"):
+        SupportSetCrossSupervision(SscsConfig(space="fusion"), _Stub({"clips": 2, "sentence": 2}))

@@ -74,7 +74,7 @@ class Tan2d(GroundingModel):
     def embedding_dims(self) -> dict[str, int]:
         """Widths of the tensors in ``Output.embeddings`` (for plug-in objectives)."""
         h = self.cfg.hidden_size
-        return {"clips": h, "sentence": h, "words": h}
+        return {"clips": h, "sentence": h, "words": h, "fusion_clips": h, "fusion_sentence": h}
 
     def encode_video(self, video: torch.Tensor, video_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Clips resampled to N and projected [B,N,H], and the projected feature of every candidate cell [B,M,H].
@@ -93,7 +93,8 @@ class Tan2d(GroundingModel):
         clips, cells = once_per_video(self.encode_video, batch, self.training)
         words, sentence = self.sentence(batch.words, batch.word_mask, batch.word_lengths)
         mask = self.candidate_mask
-        fused = F.normalize(cells * self.text_proj(sentence)[:, None, :], dim=-1)  # [B,M,H]
+        text = self.text_proj(sentence)
+        fused = F.normalize(cells * text[:, None, :], dim=-1)  # [B,M,H]
         logits = self.score(self.tan(self.moment_map.scatter(fused.transpose(1, 2)), mask)).squeeze(1)  # [B,N,N]
         scores = torch.sigmoid(logits) * mask
         clip_mask = torch.ones(clips.shape[:2], dtype=torch.bool, device=clips.device)
@@ -103,6 +104,10 @@ class Tan2d(GroundingModel):
                 "clips": clips,
                 "clip_mask": clip_mask,
                 "sentence": sentence,
+                # the two sides of the Hadamard fusion: each clip as its own cell (the map's diagonal, the first N
+                # cells) and the projected sentence
+                "fusion_clips": cells[:, : self.cfg.num_clips],
+                "fusion_sentence": text,
                 "words": words,
                 "word_mask": batch.word_mask,
             },

@@ -49,6 +49,11 @@ class SscsConfig(ObjectiveConfig):
     # Eq. 6's negatives (w_i, Y_j): w_i is video i's support set attended by its own sentence Y_i (Eqs. 4-5), as
     # printed; "pair_attention" attends video i's support set with each sentence Y_j for the pair (i, j) instead.
     negatives: Literal["positive_attention", "pair_attention"] = "positive_attention"
+    # Which embeddings X_i, Y_i are: "encoder" maps the model's clip and sentence encodings through Sscs's own
+    # Psi, Phi; "fusion" takes the two sides of the model's own fusion (2D-TAN: its projected clips and sentence,
+    # whose Hadamard product it scores; Sec. 3.3.1 "they first fuse the visual and textual embeddings X_i and
+    # Y_i") with Psi = Phi = identity.
+    space: Literal["encoder", "fusion"] = "encoder"
     clip_dim: Optional[int] = Field(None, ge=1, description="width of embeddings['clips'] if the model does not say")
     sentence_dim: Optional[int] = Field(None, ge=1, description="width of embeddings['sentence'] if the model does not say")
 
@@ -201,10 +206,21 @@ class SupportSetCrossSupervision(Objective):
 
     def __init__(self, cfg: SscsConfig, model: GroundingModel) -> None:
         super().__init__(cfg, model)
-        clip_dim, sent_dim = _embedding_widths(cfg, model)
-        dim = cfg.dim or clip_dim
-        self.psi = nn.Linear(clip_dim, dim)  # X = Psi(F)
-        self.phi = nn.Linear(sent_dim, dim)  # Y = Phi(G)
+        self.keys = ("clips", "sentence") if cfg.space == "encoder" else ("fusion_clips", "fusion_sentence")
+        self.psi: nn.Module
+        self.phi: nn.Module
+        if cfg.space == "fusion":
+            dims = model.embedding_dims() if hasattr(model, "embedding_dims") else {}
+            if dims.get("fusion_clips") is None or dims.get("fusion_clips") != dims.get("fusion_sentence"):
+                raise ConfigError(f"sscs: space=fusion needs a model that exposes fusion_clips / fusion_sentence "
+                                  f"of one width ({type(model).__name__} does not)")
+            dim = int(dims["fusion_clips"])
+            self.psi, self.phi = nn.Identity(), nn.Identity()
+        else:
+            clip_dim, sent_dim = _embedding_widths(cfg, model)
+            dim = cfg.dim or clip_dim
+            self.psi = nn.Linear(clip_dim, dim)  # X = Psi(F)
+            self.phi = nn.Linear(sent_dim, dim)  # Y = Phi(G)
         self.decoder: Optional[CaptionDecoder] = None
         self.gt_head: Optional[nn.Linear] = None
         if cfg.caption_weight > 0:
@@ -239,11 +255,11 @@ class SupportSetCrossSupervision(Objective):
     def terms(self, out: Output, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """The unweighted L_contrast and L_caption (the caption is 0 when its weight is 0)."""
         emb = out.embeddings
-        missing = [k for k in self.needs if k not in emb]
+        missing = [k for k in (self.keys[0], "clip_mask", self.keys[1]) if k not in emb]
         if missing:
             raise KeyError(f"sscs needs Output.embeddings {missing}; this model does not expose them")
-        x = self.psi(emb["clips"])
-        y = self.phi(emb["sentence"])
+        x = self.psi(emb[self.keys[0]])
+        y = self.phi(emb[self.keys[1]])
         clip_mask = emb["clip_mask"].bool()
         tau = self.cfg.temperature
         if self.cfg.mode == "gt_clip":
