@@ -512,7 +512,7 @@ def serve(
     checkpoint: Path = typer.Option(..., help="A momentloc checkpoint (.ckpt) trained on features with a feature spec."),
     videos: Path = typer.Option(..., help="Folder of videos to serve (uploads are stored here too)."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
-    port: int = typer.Option(8000, help="TCP port."),
+    port: int = typer.Option(8000, min=0, max=65535, help="TCP port."),
     max_upload_mb: float = typer.Option(200.0, help="Largest accepted upload."),
     weights: Optional[Path] = typer.Option(None, help="Encoder weights, if not where the feature spec recorded them."),
     device: Optional[str] = typer.Option(None, help="Torch device (default: cuda if available)."),
