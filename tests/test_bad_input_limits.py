@@ -415,3 +415,14 @@ def test_tables_fit_80_columns_without_empty_rows() -> None:
     assert "moment-short" not in rows and "video-medium" not in rows and "moment-medium" in rows
     assert "moment length <= 10% / <= 30% / > 30% of the video" in text and "video length <= 60 s" in text
     assert _rate_line(1, 2.0, "x").startswith("1 query in") and _rate_line(3, 2.0, "x").startswith("3 queries in")
+
+
+def test_score_curve_axis_spans_0_to_1_for_probabilities() -> None:
+    from momentloc.viz import _figure, draw_score_curve
+
+    ax = _figure(4, 2).subplots()
+    draw_score_curve(ax, np.linspace(0, 10, 50), np.linspace(0.2, 0.4, 50))
+    assert ax.get_ylim() == (0, 1.02)
+    ax = _figure(4, 2).subplots()
+    draw_score_curve(ax, np.linspace(0, 10, 50), np.linspace(-3.0, 5.0, 50))  # logits keep their own range
+    assert ax.get_ylim()[0] < -2

@@ -6,6 +6,7 @@ state, safe in a server thread) and written atomically (temp file + rename).
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -73,7 +74,7 @@ def plot_timeline(path: PathLike, duration: float, moments: Sequence, windows: S
     if curve is not None:
         top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[2, max(1, n_rows) * 0.6])
         draw_score_curve(top, *curve, moments=moments[:1])
-        top.set_title(f'"{query}"' if query else "", fontsize=9, loc="left")
+        top.set_title(textwrap.fill(f'"{query}"', 110) if query else "", fontsize=9, loc="left")  # stays inside
         draw_timeline(bottom, duration, moments, windows, max_bars)
     else:
         draw_timeline(fig.subplots(), duration, moments, windows, max_bars, f'"{query}"' if query else None)
@@ -85,6 +86,9 @@ def draw_score_curve(ax, times: np.ndarray, scores: np.ndarray, moments: Sequenc
     ax.plot(times, scores, color=CURVE_COLOUR, lw=1.5)
     for m in _as_moments(moments):
         ax.axvspan(m.start, m.end, color=PRED_COLOUR, alpha=0.15)
+    finite = np.asarray(scores, dtype=np.float64)[np.isfinite(scores)]
+    if finite.size and finite.min() >= 0 and finite.max() <= 1:
+        ax.set_ylim(0, 1.02)  # probabilities on their whole scale, so two plots compare at a glance
     ax.set_ylabel("score")
     ax.grid(alpha=0.3)
 
