@@ -4,13 +4,9 @@ Rows are named in ROWS (a config under configs/experiment plus the overrides of 
 besides three that train nothing: ``prior`` (trains its histogram only), ``oracle`` and ``salient``
 (momentloc.data.sim_baselines).
 
-Two scales:
-
-* ``paper``: each row's ``<method>_charades_sim.yaml`` as it is (the paper's Charades-STA settings);
-  hours per row on a CPU.
-* ``cpu``: the same data (simulated Charades-STA at ``--dim``, the paper configs' data settings) with each
-  method's model, objectives, optimiser and batch taken from its ``<method>_synthetic_ci.yaml`` (the
-  sizes made for CPU runs), for ``--epochs`` epochs, alike for every row.
+Two scales (momentloc.sim_scale): ``paper``, each row's ``<method>_charades_sim.yaml`` as it is (hours
+per row on a CPU), and ``cpu``, the same data with each method's model, objectives, optimiser and batch
+from its ``<method>_synthetic_ci.yaml``, for ``--epochs`` epochs, alike for every row.
 
 Example (what docs/results.md was made with):
 
@@ -26,15 +22,13 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Optional
-
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic_results import table  # noqa: E402
 
-EXPERIMENTS = ROOT / "configs" / "experiment"
+from momentloc.sim_scale import sim_config  # noqa: E402
+
 COLUMNS = ("R1@0.3", "R1@0.5", "R1@0.7", "R5@0.5", "R5@0.7", "mIoU")
 
 # row -> (method config stem, overrides of the variant, label)
@@ -56,41 +50,13 @@ ROWS: dict[str, tuple[str, list[str], str]] = {
 TRAIN_FREE = ("oracle", "salient")
 
 
-def cpu_scale_layer(stem: str, epochs: int) -> dict:
-    """Model, objectives, optimiser and batch of ``<stem>_synthetic_ci.yaml``; ``epochs`` epochs."""
-    from momentloc.config import load_layers
-
-    ci = EXPERIMENTS / f"{stem}_synthetic_ci.yaml"
-    if not ci.exists():
-        return {"train": {"epochs": epochs}}
-    raw = load_layers(ci)
-    layer = {k: raw[k] for k in ("model", "objectives", "optim") if k in raw}
-    train = {k: v for k, v in raw.get("train", {}).items() if k in ("batch_size", "ema_decay")}
-    layer["train"] = {**train, "epochs": epochs}
-    return layer
-
-
-def compose(stem: str, scale: str, dim: int, epochs: Optional[int], work: Path) -> Path:
-    """A config file: ``<stem>_charades_sim.yaml``, then the scale's layer."""
-    layer: dict = {"base": [str(EXPERIMENTS / f"{stem}_charades_sim.yaml")],
-                   "data": {"feature_dim": dim, "simulate": {"dim": dim}}}
-    if scale == "cpu":
-        layer.update(cpu_scale_layer(stem, epochs or 3))
-    elif epochs:
-        layer["train"] = {"epochs": epochs}
-    work.mkdir(parents=True, exist_ok=True)
-    path = work / f"{stem}_{scale}_d{dim}.yaml"
-    path.write_text(yaml.safe_dump(layer, sort_keys=False))
-    return path
-
-
 def run_trained(row: str, seed: int, args: argparse.Namespace) -> dict:
     """Train a row's config with one seed; evaluate its selected checkpoint on test."""
     from momentloc.config import load_config
     from momentloc.training import evaluate_checkpoint, train
 
     stem, sets, _ = ROWS[row]
-    path = compose(stem, args.scale, args.dim, args.epochs, args.out_dir / "configs")
+    path = sim_config(stem, args.scale, args.dim, args.epochs, args.out_dir / "configs")
     name = f"{row}_{args.scale}_d{args.dim}_s{seed}"
     shutil.rmtree(args.out_dir / name, ignore_errors=True)
     cfg = load_config(path, [f"train.seed={seed}", f"train.out_dir={args.out_dir}", f"name={name}",
@@ -112,7 +78,7 @@ def run_train_free(row: str, seed: int, args: argparse.Namespace) -> dict:
     from momentloc.data.sources import annotation_root, ensure_generated, feature_path, split_pairs
     from momentloc.metrics import evaluate_moments
 
-    path = compose("prior", "paper", args.dim, None, args.out_dir / "configs")
+    path = sim_config("prior", "paper", args.dim, None, args.out_dir / "configs")
     cfg = load_config(path, [f"data.simulate.seed={seed}"]).data
     ensure_generated(cfg)
     pairs = split_pairs(cfg, "test")

@@ -116,7 +116,12 @@ def run_demo(out_dir: Path = Path("runs/demo"), epochs: Optional[int] = None, mo
         _say("(no visual features ship; this is the bar a real model must beat)")
         _say(table)
 
-    _say("\n== 6. a raw video: decode -> extract features -> localize -> plot ==")
+    _say("\n== 6. the simulated Charades-STA (a slice): real sentences and timelines, simulated features ==")
+    from momentloc.demo_sim import run_sim_demo
+
+    run_sim_demo(out_dir / "charades_sim", _say, SHOWN)
+
+    _say("\n== 7. a raw video: decode -> extract features -> localize -> plot ==")
     _video_step(out_dir)
     _say(f"\ndemo finished in {time.perf_counter() - t0:.0f} s; checkpoint: {ckpt}")
     return learned

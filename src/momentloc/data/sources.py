@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -26,8 +27,22 @@ def annotation_root(cfg: DataConfig) -> Path:
     return data_root() / cfg.dataset
 
 
+def simulation_folder(cfg: DataConfig) -> Path:
+    """Where the simulated store of a config lives: beside ``features`` if given, else named by its knobs."""
+    from momentloc.data.simulate import spec_from, spec_tag
+
+    if cfg.features:
+        return Path(cfg.features).expanduser().parent
+    return Path("artifacts/charades_sim") / spec_tag(spec_from(cfg.simulate or {}))
+
+
 def ensure_generated(cfg: DataConfig) -> None:
-    """Generate the synthetic benchmark the config points at if it is not there yet."""
+    """Generate the synthetic benchmark (or simulate the features) the config points at if not there yet."""
+    if cfg.simulate is not None:
+        from momentloc.data.simulate import ensure_simulated, spec_from
+
+        ensure_simulated(annotation_root(cfg), simulation_folder(cfg), spec_from(cfg.simulate), progress=sys.stderr.isatty())
+        return
     if cfg.dataset.startswith(SYNTHETIC) and not (annotation_root(cfg) / "meta.json").exists():
         from momentloc.data.synthetic import ensure_synthetic
 
@@ -45,7 +60,13 @@ def _raw_pairs(cfg: DataConfig, split: str) -> list[Pair]:
 
     # Shipped glance labels are training labels; evaluation splits need none.
     glance = cfg.glance == "shipped" and split == cfg.train_split
-    return load_pairs(cfg.dataset, split, root=root, glance=glance, skip_bad=cfg.skip_bad_rows)
+    pairs = load_pairs(cfg.dataset, split, root=root, glance=glance, skip_bad=cfg.skip_bad_rows)
+    if cfg.simulate is not None and cfg.simulate.get("max_videos") is not None:
+        from momentloc.data.simulate import spec_from, videos_to_render
+
+        keep = set(videos_to_render(root, spec_from(cfg.simulate)))
+        pairs = [p for p in pairs if p.video_id in keep]
+    return pairs
 
 
 def split_pairs(cfg: DataConfig, split: str, seed: int = 0) -> list[Pair]:
@@ -80,6 +101,10 @@ def feature_path(cfg: DataConfig) -> Path:
     """The feature store path; the synthetic benchmark has its own."""
     if cfg.features:
         return Path(cfg.features).expanduser()
+    if cfg.simulate is not None:
+        from momentloc.data.simulate import STORE_NAME
+
+        return simulation_folder(cfg) / STORE_NAME
     if cfg.dataset.startswith(SYNTHETIC):
         return annotation_root(cfg) / "features.hdf5"
     raise ConfigError(
