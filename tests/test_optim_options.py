@@ -145,10 +145,10 @@ def test_snag_activitynet_config_lowers_the_text_encoder_rate(name: str) -> None
     assert out["lr_scheduler"]["scheduler"].lr_lambdas[0](5) == 1.0
 
 
-def test_synthetic_snag_configs_keep_the_defaults() -> None:
+def test_synthetic_snag_configs_take_only_the_release_decay_exemptions() -> None:
     for name in ("snag_synthetic_ci", "snag_msc_synthetic_ci"):
         cfg = load_config(CONFIGS / f"{name}.yaml")
-        assert not cfg.optim.no_decay and not cfg.optim.lr_multipliers and cfg.train.ema_decay is None
+        assert cfg.optim.no_decay and not cfg.optim.lr_multipliers and cfg.train.ema_decay is None
 
 
 # --------------------------------------------------------------------------- weight average

@@ -153,7 +153,7 @@ class GroundingModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         steps = 1
-        if self.cfg.optim.schedule_interval == "step":
+        if self.cfg.optim.schedule_interval == "step" and self._trainer is not None:
             steps = max(1, int(self.trainer.estimated_stepping_batches) // max(1, self.cfg.train.epochs))
         return make_optimizer(self.cfg.optim, self.named_parameters(), self.cfg.train.epochs, self.cfg.train.monitor,
                               steps_per_epoch=steps)
