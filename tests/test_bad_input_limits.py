@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 from clirun import assert_one_line_error, run_cli
-from conftest import tiny_overrides
 from test_bad_input import CONFIG, FAST, ckpts, predict_args, sets, train_args, videos  # noqa: F401 - fixtures
 
 from momentloc.checkpoint import atomic_save, load_checkpoint
