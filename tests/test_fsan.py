@@ -316,6 +316,28 @@ def test_paper_configs_take_a_training_step(name):
     check_decode(model, batch, 5)
 
 
+READINGS = ("negatives", "mask_repeated_tokens", "outside_grad", "score_outside", "inner_loss", "outer_loss",
+            "outer_response", "sap_weights", "sap_warmup_steps", "grounding", "decode", "cross_modal", "inner_modal")
+
+
+@pytest.mark.parametrize("name", ["fsan_paper_synthetic_ci", "fsan_paper_charades_sta", "fsan_paper_activitynet",
+                                  "fsan_paper_didemo"])
+def test_paper_configs_read_the_paper_literally(name):
+    # The code defaults are the paper's form (Sections 3.3-3.5); a fsan_paper_* config keeps every reading at it.
+    params = FSANConfig(**load_config(CONFIGS / f"{name}.yaml").model.params)
+    paper = FSANConfig()
+    assert {k: getattr(params, k) for k in READINGS} == {k: getattr(paper, k) for k in READINGS}
+    assert paper.mask_repeated_tokens == "negative" and paper.outside_grad and paper.decode == "eq8"
+
+
+@pytest.mark.parametrize("name", ["fsan_synthetic_ci", "fsan_charades_sta", "fsan_activitynet", "fsan_didemo"])
+def test_default_configs_take_the_localising_readings(name):
+    params = FSANConfig(**load_config(CONFIGS / f"{name}.yaml").model.params)
+    assert (params.negatives, params.mask_repeated_tokens, params.outside_grad, params.decode) == \
+        ("sentence", "both", False, "reweighted")
+    assert params.inner_loss and params.outer_loss and params.outer_response == "mean" and params.sap_warmup_steps == 500
+
+
 def test_state_dict_round_trip():
     a = _small().eval()
     buf = io.BytesIO()
