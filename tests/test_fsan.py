@@ -10,10 +10,8 @@ from _helpers import CONFIGS, check_decode, config_model_and_batch, training_ste
 from momentloc.config import load_config
 from momentloc.data.random_batch import random_batch
 from momentloc.models.base import InputSpec
-from momentloc.models.fsan import (
-    FSAN,
-    FSANConfig,
-    SegmentMLP,
+from momentloc.models.fsan import FSAN, FSANConfig, SegmentMLP
+from momentloc.models.fsan_scores import (
     excess_scores,
     inner_outer_losses,
     interval_sums,
