@@ -46,6 +46,9 @@ ROWS: dict[str, tuple[str, list[str], str]] = {
     "fsan_paper": ("fsan_paper", [], "FSAN, the paper's literal setting"),
     "viga": ("viga", [], "ViGA-style"),
     "sg_sci": ("sg_sci", [], "SG-SCI"),
+    "sg_sci_global": ("sg_sci", ["model.params.use_fm=false", "model.params.use_mf=false"], "SG-SCI, global loss alone"),
+    "sg_sci_fmmf": ("sg_sci", ["model.params.use_global=false"], "SG-SCI, F-M + M-F alone"),
+    "sg_sci_control": ("sg_sci", ["model.params.global_on=similarity"], "control: SG-SCI, global loss on S"),
 }
 TRAIN_FREE = ("oracle", "salient")
 
