@@ -31,17 +31,26 @@ from momentloc.sim_scale import sim_config  # noqa: E402
 
 COLUMNS = ("R1@0.3", "R1@0.5", "R1@0.7", "R5@0.5", "R5@0.7", "mIoU")
 
+# VLANet's Charades-STA windows (176/208/240 frames every 8 at 24 fps): the CPU-scale layer's CI model has windows in clips.
+VLANET_WINDOWS = ["model.params.windows=[176,208,240]", "model.params.stride=8", "model.params.window_unit=frames"]
 # row -> (method config stem, overrides of the variant, label)
 ROWS: dict[str, tuple[str, list[str], str]] = {
     "prior": ("prior", [], "prior (no video, no query)"),
     "span": ("span", [], "span (ours, small)"),
     "tan2d": ("tan2d", [], "2D-TAN"),
     "tan2d_sscs": ("tan2d_sscs", [], "2D-TAN + Sscs"),
+    "tan2d_sscs_base": ("tan2d_sscs", ["objectives=[]"], "2D-TAN, Sscs's encoder, schedule and batch"),
+    "tan2d_sscs_control": ("tan2d_sscs", ["objectives.0.params.support=non_gt"], "control: Sscs, support outside the moment"),
     "snag": ("snag", [], "SnAG-style"),
     "snag_within": ("snag_msc", ["objectives.1.weight=0.0"], "+ within-scale"),
     "snag_cross": ("snag_msc", ["objectives.0.weight=0.0"], "+ cross-scale"),
     "snag_both": ("snag_msc", [], "+ both"),
-    "vlanet": ("vlanet", [], "VLANet"),
+    "snag_control": ("snag_msc", ["objectives.0.params.shuffle_levels=true", "objectives.1.params.shuffle_levels=true"],
+                     "control: + both, pyramid levels shuffled"),
+    "vlanet": ("vlanet", VLANET_WINDOWS, "VLANet"),
+    "vlanet_flat": ("vlanet", [*VLANET_WINDOWS, "model.params.self_attention=false", "model.params.cross_attention=false"],
+                    "VLANet without cascaded attention"),
+    "vlanet_control": ("vlanet", [*VLANET_WINDOWS, "model.params.localize=random"], "control: VLANet, a random proposal"),
     "fsan": ("fsan", [], "FSAN"),
     "fsan_paper": ("fsan_paper", [], "FSAN, the paper's literal setting"),
     "viga": ("viga", [], "ViGA-style"),
