@@ -163,6 +163,20 @@ def resample(features: np.ndarray, num: int) -> np.ndarray:
     return (features[lo] * (1 - w) + features[hi] * w).astype(np.float32)
 
 
+def smooth(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian filter along time (edges repeated)."""
+    if sigma <= 0 or len(x) < 2:
+        return x
+    r = int(np.ceil(3 * sigma))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k /= k.sum()
+    padded = np.pad(x, ((r, r), (0, 0)), mode="edge")
+    out = np.zeros_like(x)
+    for i, w in enumerate(k):
+        out += w * padded[i : i + len(x)]
+    return out
+
+
 def write_store(path: Union[str, Path], items: Iterable[tuple[str, np.ndarray]], fmt: Optional[str] = None) -> Path:
     """Write (video_id, [T, D]) items to a store, atomically per file."""
     path = Path(path)

@@ -44,7 +44,7 @@ from momentloc.data.charades_timeline import (
     read_classes,
     read_timelines,
 )
-from momentloc.data.features import write_store
+from momentloc.data.features import smooth, write_store
 from momentloc.files import write_text_atomic
 
 FORMAT_VERSION = 1
@@ -179,20 +179,6 @@ def phase_weights(u: np.ndarray) -> np.ndarray:
     z = -0.5 * ((u[:, None] - World.PHASE_CENTRES[None, :]) / World.PHASE_WIDTH) ** 2
     w = np.exp(z - z.max(axis=1, keepdims=True))
     return w / w.sum(axis=1, keepdims=True)
-
-
-def smooth(x: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian filter along time (edges repeated)."""
-    if sigma <= 0 or len(x) < 2:
-        return x
-    r = int(np.ceil(3 * sigma))
-    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
-    k /= k.sum()
-    padded = np.pad(x, ((r, r), (0, 0)), mode="edge")
-    out = np.zeros_like(x)
-    for i, w in enumerate(k):
-        out += w * padded[i : i + len(x)]
-    return out
 
 
 def _envelope(t: np.ndarray, start: float, end: float, edge: float = 0.3) -> np.ndarray:

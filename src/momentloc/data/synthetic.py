@@ -19,7 +19,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from momentloc.data.features import write_store
+from momentloc.data.features import smooth, write_store
 from momentloc.data.text import hashed_vector, tokenize, write_glove_pickle
 from momentloc.files import write_text_atomic
 
@@ -91,19 +91,6 @@ class _World:
         return np.tanh(lin) + 0.5 * np.tanh(inter)
 
 
-def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
-    if sigma <= 0:
-        return x
-    r = int(np.ceil(3 * sigma))
-    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
-    k /= k.sum()
-    padded = np.pad(x, ((r, r), (0, 0)), mode="edge")
-    out = np.zeros_like(x)
-    for i, w in enumerate(k):
-        out += w * padded[i : i + x.shape[0]]
-    return out
-
-
 def _actions(rng: np.random.Generator, n: int) -> list[tuple[int, int]]:
     """n distinct actions of which each shares its verb or object with another."""
     v0, o0 = int(rng.integers(len(VERBS))), int(rng.integers(len(OBJECTS)))
@@ -162,7 +149,7 @@ def _video(world: _World, spec: SynthSpec, rng: np.random.Generator):
         amp = gain * (0.5 + 0.5 * np.sin(np.linspace(0.15, np.pi - 0.15, inside.sum())))
         feats[inside] = 0.5 * feats[inside] + amp[:, None] * proto
     feats = feats + spec.noise * rng.standard_normal(feats.shape)
-    feats = _smooth(feats, spec.smoothing).astype(np.float32)
+    feats = smooth(feats, spec.smoothing).astype(np.float32)
     sentences = [TEMPLATES[int(rng.integers(len(TEMPLATES)))].format(v=VERBS[v], o=OBJECTS[o]) for v, o in acts]
     return duration, feats, windows, sentences
 
