@@ -12,46 +12,21 @@ Prints a Markdown table.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import torch
 from torch.utils.data import DataLoader
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def grad_norm(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> float:
-    """L2 norm of d loss / d params (over all of them together)."""
-    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-    return float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None)))
+from gradlib import ci_module, grad_norm, gradient_parser
 
 
 def main() -> None:
     """Command-line entry."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="snag_msc_synthetic_ci")
-    ap.add_argument("--set", action="append", default=[], dest="overrides")
-    ap.add_argument("--steps", type=int, nargs="+", default=[0, 100])
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--tag", default=None, help="row label (default: the config name)")
-    ap.add_argument("--header", action="store_true", help="print the table header")
+    ap = gradient_parser(__doc__, "snag_msc_synthetic_ci")
     args = ap.parse_args()
 
-    from momentloc.config import load_config
     from momentloc.data.dataset import VideoCentricSampler
-    from momentloc.data.sources import build_data
-    from momentloc.data.synthetic import ensure_synthetic
-    from momentloc.registry import get_model_class
-    from momentloc.training import GroundingModule, input_spec, make_optimizer
+    from momentloc.training import make_optimizer
 
-    data = ensure_synthetic(ROOT / "artifacts" / "synthetic" / "ci", "ci")
-    cfg = load_config(ROOT / "configs" / "experiment" / f"{args.config}.yaml",
-                      [f"data.annotations={data}", *args.overrides])
-    torch.manual_seed(args.seed)
-    bundle = build_data(cfg.data, get_model_class(cfg.model.name).supervision, seed=args.seed)
-    module = GroundingModule(cfg, input_spec(cfg, bundle.vocab), bundle.vocab)
-    module.train()
+    cfg, bundle, module = ci_module(args, ())
     sampler = VideoCentricSampler(bundle.train.pairs, cfg.train.batch_size, cfg.data.queries_per_video, seed=args.seed)
     loader = DataLoader(bundle.train, batch_sampler=sampler, collate_fn=bundle.train.collate)
     per_epoch = max(1, len(loader))
