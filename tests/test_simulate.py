@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clirun import assert_one_line_error, run_cli
 
 from momentloc.data.charades_timeline import ActionClass, VideoTimeline, parse_class_name, singular
 from momentloc.data.simulate import (
@@ -224,3 +225,24 @@ def test_prior_scores_exactly_what_it_scores_on_the_real_annotations(sim_slice, 
     for key in ("R1@0.3", "R1@0.5", "R1@0.7", "R5@0.5", "mIoU"):
         # hit rates exactly; mIoU up to the float32 rounding of the decoded seconds
         assert metrics[key] == pytest.approx(_r1(pairs, direct, key), abs=1e-9 if key != "mIoU" else 1e-4), key
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--knob", "bogus=1"], "unknown simulation knob(s) ['bogus']"),
+    (["--knob", "phases"], "expected name=value"),
+    (["--knob", "phases=lots"], "is not a number"),
+    (["--dim", "0"], "dim: expected a positive number"),
+])
+def test_simulate_command_refuses_bad_knobs_in_one_line(capsys, tmp_path: Path, args: list, needle: str) -> None:
+    res = run_cli(capsys, ["data", "simulate", "charades", "--out", tmp_path / "sim", *args])
+    assert_one_line_error(res, needle)
+    assert not (tmp_path / "sim").exists()
+
+
+def test_simulate_command_writes_a_slice(capsys, need_file, tmp_path: Path) -> None:
+    root = need_file("charades_sta/Charades_v1_classes.txt").parent
+    res = run_cli(capsys, ["data", "simulate", "charades", "--out", tmp_path, "--dim", "8", "--max-videos", "8",
+                           "--knob", "phases=0", "--root", root])
+    assert res.code == 0, res.err
+    assert (tmp_path / "features.hdf5").is_file() and (tmp_path / "classes.tsv").is_file()
+    assert '"phases": 0.0' in (tmp_path / "meta.json").read_text()
