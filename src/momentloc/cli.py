@@ -507,6 +507,48 @@ def _features_duration(pred, feats, duration: Optional[float], path: Path) -> fl
     return duration
 
 
+@app.command("zero-shot")
+def zero_shot(
+    video: Path = typer.Option(..., help="A video file."),
+    query: List[str] = typer.Option([], help="The sentence to ground (repeatable)."),
+    queries_file: Optional[Path] = typer.Option(None, help="More sentences, one per line (blank lines skipped)."),
+    weights: Optional[Path] = typer.Option(None, help="Local CLIP weights file (open_clip; nothing is downloaded)."),
+    encoder: str = typer.Option("clip", help="An encoder with a text tower: clip (or clip:ARCH)."),
+    model: str = typer.Option("ViT-B-32", help="open_clip architecture name of the weights."),
+    fps: float = typer.Option(1.0, help="Frames sampled per second."),
+    frames_per_clip: int = typer.Option(1, help="Sampled frames mean-pooled into one clip."),
+    top_k: int = typer.Option(5, min=1, max=1000, help="Moments per query."),
+    out: Optional[Path] = typer.Option(None, help="Write the moments as JSON lines here instead of printing tables."),
+    device: str = typer.Option("cpu", help="Torch device for the encoder."),
+    max_clips: int = MaxClipsOpt,
+) -> None:
+    """Untrained moments from CLIP image-text similarity per clip (no checkpoint): coarse, for a first look."""
+    from momentloc import encoders
+    from momentloc.errors import DataError, MomentlocError
+    from momentloc.predict import check_device
+    from momentloc.zero_shot import check_text_encoder, localize_zero_shot
+
+    if out is not None and out.is_dir():
+        raise MomentlocError(f"--out {out}: is a folder; expected a file name to write")
+    query = list(query) + (_read_queries(queries_file) if queries_file is not None else [])
+    if not query:
+        raise MomentlocError("give at least one --query (or a --queries-file)")
+    if not video.is_file():
+        raise DataError(video, "video file not found")
+    enc = encoders.load_encoder(encoder, weights, model=model, device=check_device(device))
+    check_text_encoder(enc)  # before the video is decoded
+    start = time.perf_counter()
+    results = localize_zero_shot(enc, video, query, top_k=top_k, fps=fps, frames_per_clip=frames_per_clip,
+                                 max_clips=max_clips)
+    seconds = time.perf_counter() - start
+    if out is not None:
+        _write_moments(out, query, results)
+        typer.echo(f"moments: {out}")
+    else:
+        _print_moments(query, results, f"{video.name}, zero-shot {enc.name}")
+    typer.echo(_rate_line(len(query), seconds, "the video's encoding included"))
+
+
 @app.command()
 def serve(
     checkpoint: Path = typer.Option(..., help="A momentloc checkpoint (.ckpt) trained on features with a feature spec."),

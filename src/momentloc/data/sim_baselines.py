@@ -19,6 +19,7 @@ from momentloc.data.charades_timeline import VideoTimeline
 from momentloc.data.features import FeatureStore
 from momentloc.data.simulate import World
 from momentloc.types import Moment, Pair
+from momentloc.zero_shot import LEVEL, best_stretch, stretch_moment  # noqa: F401 - LEVEL, best_stretch re-exported
 
 
 def _iou(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -33,47 +34,19 @@ def query_class(pair: Pair, timeline: VideoTimeline) -> Optional[str]:
     return None if best is None else best[0]
 
 
-def best_stretch(scores: np.ndarray) -> tuple[int, int]:
-    """[i, j) of the stretch with the largest sum of ``scores`` (Kadane; at least one clip)."""
-    best, best_ij = -np.inf, (0, 1)
-    run, start = 0.0, 0
-    for j, s in enumerate(scores):
-        if run <= 0:
-            run, start = 0.0, j
-        run += float(s)
-        if run > best:
-            best, best_ij = run, (start, j + 1)
-    return best_ij
-
-
-# Evidence above median + LEVEL * (max - median) counts towards a stretch. Chosen once, before any method
-# was measured, on a 1,600-video slice at dim 256 (1,144 test pairs): oracle R1@0.5 86.7 at 0.25, 84.5 at
-# 0.35, 82.4 at 0.5 (a 400-video slice: 89.4 / 90.8 / 82.4).
-LEVEL = 0.25
-
-
-def _stretch_moment(evidence: np.ndarray, duration: float) -> Moment:
-    """The stretch whose evidence is above ``LEVEL`` of the way from its median to its maximum, in seconds."""
-    med = float(np.median(evidence))
-    level = med + LEVEL * (float(evidence.max()) - med)
-    i, j = best_stretch(evidence - level)
-    T = len(evidence)
-    return Moment(i / T * duration, min(j / T * duration, duration), float(evidence[i:j].mean()))
-
-
 def oracle_moment(features: np.ndarray, duration: float, templates: np.ndarray) -> Moment:
     """The stretch most like the query class's look: per clip, the best cosine with the class's phase templates
     after removing the video mean."""
     f = features - features.mean(axis=0, keepdims=True)
     t = templates - templates.mean(axis=1, keepdims=True)
     cos = (f @ t.T) / (np.linalg.norm(f, axis=1, keepdims=True) * np.linalg.norm(t, axis=1)[None, :] + 1e-8)
-    return _stretch_moment(cos.max(axis=1), duration)
+    return stretch_moment(cos.max(axis=1), duration)
 
 
 def salient_moment(features: np.ndarray, duration: float) -> Moment:
     """The stretch farthest from the video's mean look (no sentence)."""
     dist = np.linalg.norm(features - features.mean(axis=0, keepdims=True), axis=1)
-    return _stretch_moment(dist, duration)
+    return stretch_moment(dist, duration)
 
 
 def oracle_predictions(pairs: Sequence[Pair], store: FeatureStore, world: World,
