@@ -67,3 +67,26 @@ def test_every_shipped_config_validates():
     for path in configs:
         cfg = load_config(path)
         assert cfg.model.name
+
+
+
+@pytest.mark.parametrize("name, small", [("snag_qvhighlights", []), ("tan2d_qvhighlights", ["model.params.hidden_size=32"])])
+def test_qvhighlights_configs_build_and_train_a_step(name, small):
+    """The QVHighlights configs load on the QVHighlights data config (Moment-DETR's SlowFast + CLIP features on its
+    2-s grid) and build; a model of the config's shape takes one finite training step and decodes (2D-TAN's
+    512-channel 75 x 75 map is narrowed for the step: at full width it takes a minute on one CPU thread)."""
+    import torch
+    from _helpers import check_decode, training_step
+
+    from momentloc.data.random_batch import random_batch
+
+    path = ROOT / "configs" / "experiment" / f"{name}.yaml"
+    cfg = load_config(path)
+    assert (cfg.name, cfg.data.dataset, cfg.data.feature_dim, cfg.data.num_clips) == (name, "qvhighlights", 2304 + 512, 75)
+    spec = InputSpec(video_dim=cfg.data.feature_dim, text_dim=cfg.data.text.dim, vocab_size=200, num_clips=75)
+    build_model(cfg, spec)  # the full-size model builds
+    torch.manual_seed(0)
+    model = build_model(load_config(path, small), spec)
+    batch = random_batch(2, 75, 2816, num_words=8, text_dim=cfg.data.text.dim, vocab_size=200, seed=1, duration=150.0)
+    training_step(model, batch, lr=1e-4)
+    check_decode(model, batch, k=5)
