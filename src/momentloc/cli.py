@@ -103,6 +103,8 @@ def list_cmd() -> None:
     for name, info in DATASETS.items():
         show(name, f"splits: {', '.join(info.splits)}")
     show("synthetic_ci", "also synthetic_bench, synthetic_long (generated: momentloc data synth)")
+    show("charades_sim", "Charades-STA with simulated features (generated: momentloc data simulate charades; "
+         "configs *_charades_sim)")
     if SHIPPED_CONFIGS.exists():
         typer.echo("experiment configs (momentloc train NAME works from any folder)")
         for p in sorted(SHIPPED_CONFIGS.glob("*.yaml")):
