@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthetic_results import table  # noqa: E402
 
 from momentloc.sim_scale import sim_config  # noqa: E402
 
@@ -60,6 +60,33 @@ ROWS: dict[str, tuple[str, list[str], str]] = {
     "sg_sci_control": ("sg_sci", ["model.params.global_on=similarity"], "control: SG-SCI, global loss on S"),
 }
 TRAIN_FREE = ("oracle", "salient")
+# The paper's Charades-STA R1@0.5 beside each row (papers/README.md; the Table-3 row from SG-SCI's Table 3).
+PAPER_R1_05 = {"tan2d": "50.62", "tan2d_sscs_base": "50.62", "tan2d_sscs": "56.97", "snag_both": "66.64",
+               "vlanet": "31.83", "viga": "45.05", "sg_sci": "52.07", "sg_sci_global": "37.74", "sg_sci_fmmf": "25.59"}
+ORDER = ["prior", "salient", "oracle", "span", "tan2d", "tan2d_sscs_base", "tan2d_sscs", "tan2d_sscs_control", "snag",
+         "snag_within", "snag_cross", "snag_both", "snag_control", "vlanet", "vlanet_flat", "vlanet_control", "fsan",
+         "fsan_paper", "viga", "sg_sci", "sg_sci_global", "sg_sci_fmmf", "sg_sci_control"]
+
+
+def sim_table(rows: list[dict]) -> str:
+    """Mean ± std over seeds per row, in ORDER, with the paper's Charades-STA R1@0.5 beside it (Markdown)."""
+    labels = {k: v[2] for k, v in ROWS.items()} | {"oracle": "oracle (knows the class)",
+                                                    "salient": "most salient stretch (no query)"}
+    head = "| row | seeds | " + " | ".join(COLUMNS) + " | train (s) | paper R1@0.5 |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 4)]
+    for name in ORDER:
+        rs = [r for r in rows if r["config"] == name]
+        if not rs:
+            continue
+        cells = []
+        for c in COLUMNS:
+            vals = [r[c] for r in rs]
+            sd = statistics.pstdev(vals) if len(vals) > 1 else 0.0
+            cells.append(f"{statistics.mean(vals):.1f}" + (f" ± {sd:.1f}" if len(vals) > 1 else ""))
+        seeds = ",".join(str(r["seed"]) for r in rs)
+        train_s = statistics.mean(r["train_seconds"] for r in rs)
+        lines.append(f"| {labels[name]} | {seeds} | " + " | ".join(cells) + f" | {train_s:.0f} | {PAPER_R1_05.get(name, '-')} |")
+    return "\n".join(lines)
 
 
 def run_trained(row: str, seed: int, args: argparse.Namespace) -> dict:
@@ -115,28 +142,32 @@ def main() -> None:
                     help="also use the seed as the simulated world's seed (a different world per seed)")
     ap.add_argument("--set", action="append", default=[], dest="overrides")
     ap.add_argument("--out-dir", type=Path, default=Path("runs/sim_results"))
-    ap.add_argument("--json", type=Path, default=None, help="append raw rows to this JSON file")
+    ap.add_argument("--json", type=Path, nargs="+", default=None,
+                    help="append raw rows to this JSON file (with --print: read the rows of every file named)")
     ap.add_argument("--print", dest="print_only", action="store_true", help="only print the table of --json's rows")
     args = ap.parse_args()
-    rows = json.loads(args.json.read_text()) if args.json and args.json.exists() else []
-    if not args.print_only:
-        for row in args.row:
-            if row not in ROWS and row not in TRAIN_FREE:
-                ap.error(f"unknown row {row!r}")
-            for seed in args.seeds:
-                extra = [f"data.simulate.seed={seed}"] if args.world_seed and row not in TRAIN_FREE else []
-                args_seed = argparse.Namespace(**{**vars(args), "overrides": [*args.overrides, *extra]})
-                run = run_train_free if row in TRAIN_FREE else run_trained
-                out = run(row, seed, args_seed)
-                rec = {"config": row, "seed": seed, "scale": args.scale, "dim": args.dim, "epochs": args.epochs,
-                       "overrides": args_seed.overrides, **{k: float(v) for k, v in out.items() if "/" not in k}}
-                rows.append(rec)
-                print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in rec.items()}), flush=True)
-                if args.json:
-                    args.json.parent.mkdir(parents=True, exist_ok=True)
-                    args.json.write_text(json.dumps(rows, indent=1))
-    labels = {k: v[2] for k, v in ROWS.items()} | {"oracle": "oracle (knows the class)", "salient": "most salient (no query)"}
-    print(table(rows, labels))
+    if args.print_only:
+        rows = [r for f in args.json or [] for r in json.loads(f.read_text())]
+        print(sim_table(rows))
+        return
+    out = args.json[0] if args.json else None
+    rows = json.loads(out.read_text()) if out and out.exists() else []
+    for row in args.row:
+        if row not in ROWS and row not in TRAIN_FREE:
+            ap.error(f"unknown row {row!r}")
+        for seed in args.seeds:
+            extra = [f"data.simulate.seed={seed}"] if args.world_seed and row not in TRAIN_FREE else []
+            args_seed = argparse.Namespace(**{**vars(args), "overrides": [*args.overrides, *extra]})
+            run = run_train_free if row in TRAIN_FREE else run_trained
+            res = run(row, seed, args_seed)
+            rec = {"config": row, "seed": seed, "scale": args.scale, "dim": args.dim, "epochs": args.epochs,
+                   "overrides": args_seed.overrides, **{k: float(v) for k, v in res.items() if "/" not in k}}
+            rows.append(rec)
+            print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in rec.items()}), flush=True)
+            if out:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps(rows, indent=1))
+    print(sim_table(rows))
 
 
 if __name__ == "__main__":
