@@ -26,7 +26,8 @@ UNTRAINED_NOTE = (
     "model learned colour words on generated colour videos only, so its moments on a real video are not\n"
     "meaningful. What is real: decoding, 2 fps sampling, encoding, pooling, the checkpoint's feature-spec\n"
     "check, localization and the plot. For real answers extract CLIP features with a local weights file\n"
-    "(momentloc extract VIDEOS --encoder clip --weights ViT-B-32.pt --fps 1 --out STORE) and train on them."
+    "(momentloc extract VIDEOS --encoder clip --weights ViT-B-32.pt --fps 1 --out STORE) and train on them,\n"
+    "or, untrained, ask CLIP directly: momentloc zero-shot --weights ViT-B-32.pt --video V --query \"...\"."
 )
 
 
