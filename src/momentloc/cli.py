@@ -314,6 +314,17 @@ def _plural(n: int, word: str, many: Optional[str] = None) -> str:
     return f"{n} {word if n == 1 else many or word + 's'}"
 
 
+def _report_moments(out: Optional[Path], queries: list[str], results: list, title: str, seconds: float,
+                    note: str) -> None:
+    """Write the moments to ``out`` (JSON lines) or print them, then the throughput line."""
+    if out is not None:
+        _write_moments(out, queries, results)
+        typer.echo(f"moments: {out}")
+    else:
+        _print_moments(queries, results, title)
+    typer.echo(_rate_line(len(queries), seconds, note))
+
+
 def _rate_line(queries: int, seconds: float, note: str) -> str:
     """The throughput line of ``eval`` and ``predict``: N queries in X s (Y queries/s, note)."""
     return f"{_plural(queries, 'query', 'queries')} in {seconds:.2f} s ({queries / max(seconds, 1e-9):.0f} queries/s, {note})"
@@ -469,13 +480,8 @@ def predict(
         enc = pred.encode_video(feats, duration=duration, source=str(features))
     start = time.perf_counter()
     results = pred.localize(enc, query, top_k=top_k, batch_size=batch_size)
-    seconds = time.perf_counter() - start
-    if out is not None:
-        _write_moments(out, query, results)
-        typer.echo(f"moments: {out}")
-    else:
-        _print_moments(query, results, f"{enc.name}, {enc.duration:.1f} s")
-    typer.echo(_rate_line(len(query), seconds, "the video's encoding excluded"))
+    _report_moments(out, query, results, f"{enc.name}, {enc.duration:.1f} s", time.perf_counter() - start,
+                    "the video's encoding excluded")
     if plot:
         from momentloc.viz import plot_timeline
 
@@ -542,13 +548,8 @@ def zero_shot(
     start = time.perf_counter()
     results = localize_zero_shot(enc, video, query, top_k=top_k, fps=fps, frames_per_clip=frames_per_clip,
                                  max_clips=max_clips)
-    seconds = time.perf_counter() - start
-    if out is not None:
-        _write_moments(out, query, results)
-        typer.echo(f"moments: {out}")
-    else:
-        _print_moments(query, results, f"{video.name}, zero-shot {enc.name}")
-    typer.echo(_rate_line(len(query), seconds, "the video's encoding included"))
+    _report_moments(out, query, results, f"{video.name}, zero-shot {enc.name}", time.perf_counter() - start,
+                    "the video's encoding included")
 
 
 @app.command()
