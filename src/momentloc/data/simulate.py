@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import zlib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -76,25 +77,34 @@ class SimSpec:
     max_videos: Optional[int] = None  # simulate only these many videos (a slice; see ``slice_ids``)
 
 
+POSITIVE_KNOBS = ("dim", "latent_dim", "rate", "max_videos")
+INTEGER_KNOBS = ("seed", "dim", "latent_dim", "max_videos")
+
+
+def _knob_value(key: str, value: object) -> Optional[float]:
+    """One knob's value checked: a finite number, an integer where it counts, positive or non-negative."""
+    if value is None and key == "max_videos":
+        return None
+    integral = key in INTEGER_KNOBS
+    kind = "an integer" if integral else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"simulation knob {key}: expected {kind}, got {value!r}")
+    if integral and value != int(value):
+        raise ValueError(f"simulation knob {key}: expected {kind}, got {value!r}")
+    positive = key in POSITIVE_KNOBS
+    if value < 0 or (positive and value == 0):
+        raise ValueError(f"simulation knob {key}: expected a {'positive' if positive else 'non-negative'} number, "
+                         f"got {value!r}")
+    return int(value) if integral else float(value)
+
+
 def spec_from(values: dict) -> SimSpec:
     """A spec from a mapping, naming any unknown knob or a value of the wrong kind."""
-    known = {f.name: f for f in fields(SimSpec)}
-    unknown = sorted(set(values) - set(known))
+    known = {f.name for f in fields(SimSpec)}
+    unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"unknown simulation knob(s) {unknown}; known: {', '.join(sorted(known))}")
-    clean: dict = {}
-    for key, value in values.items():
-        default = known[key].default
-        integral = isinstance(default, int) or key == "max_videos"
-        if value is None and key == "max_videos":
-            clean[key] = None
-        elif isinstance(value, bool) or not isinstance(value, (int, float)) or (integral and value != int(value)):
-            raise ValueError(f"simulation knob {key}: expected {'an integer' if integral else 'a number'}, got {value!r}")
-        elif value < 0 or value != value or (key in ("dim", "latent_dim", "rate", "max_videos") and value <= 0):
-            raise ValueError(f"simulation knob {key}: expected a {'positive' if key in ('dim', 'latent_dim', 'rate', 'max_videos') else 'non-negative'} number, got {value!r}")
-        else:
-            clean[key] = int(value) if integral else float(value)
-    return SimSpec(**clean)
+    return SimSpec(**{key: _knob_value(key, value) for key, value in values.items()})
 
 
 def spec_record(spec: SimSpec) -> dict:
