@@ -65,9 +65,9 @@ TRAIN_FREE = ("oracle", "salient")
 # The paper's Charades-STA R1@0.5 beside each row (papers/README.md; the Table-3 row from SG-SCI's Table 3).
 PAPER_R1_05 = {"tan2d": "50.62", "tan2d_sscs_base": "50.62", "tan2d_sscs": "56.97", "snag_both": "66.64",
                "vlanet": "31.83", "viga": "45.05", "sg_sci": "52.07", "sg_sci_global": "37.74", "sg_sci_fmmf": "25.59"}
-ORDER = ["prior", "salient", "oracle", "span", "tan2d", "tan2d_sscs_base", "tan2d_sscs", "tan2d_sscs_control", "snag",
-         "snag_within", "snag_cross", "snag_both", "snag_both_mean", "snag_control", "vlanet", "vlanet_flat", "vlanet_control", "fsan",
-         "fsan_paper", "viga", "sg_sci", "sg_sci_global", "sg_sci_fmmf", "sg_sci_control"]
+ORDER = ["prior", "salient", "oracle", "span", "tan2d", "tan2d_sscs_base", "tan2d_sscs", "tan2d_sscs_control",
+         "snag", "snag_within", "snag_cross", "snag_both", "snag_both_mean", "snag_control", "vlanet", "vlanet_flat",
+         "vlanet_control", "fsan", "fsan_paper", "viga", "sg_sci", "sg_sci_global", "sg_sci_fmmf", "sg_sci_control"]
 
 
 def sim_table(rows: list[dict]) -> str:
