@@ -20,8 +20,9 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def _row(name: str, metrics: dict, seconds: float) -> str:
-    return f"| {name:<18} | " + " | ".join(f"{metrics[k]:6.2f}" for k in SHOWN) + f" | {seconds:7.1f} |"
+def table_row(name: str, metrics: dict, seconds: float, shown: tuple[str, ...] = SHOWN, width: int = 18) -> str:
+    """One Markdown row of the demo's tables: name, the shown metrics, training seconds."""
+    return f"| {name:<{width}} | " + " | ".join(f"{metrics[k]:6.2f}" for k in shown) + f" | {seconds:7.1f} |"
 
 
 def _train_eval(config: Path, out_dir: Path, overrides: list[str]) -> tuple[dict, Path, float]:
@@ -88,8 +89,8 @@ def run_demo(out_dir: Path = Path("runs/demo"), epochs: Optional[int] = None, mo
     _say("\n== 3. test split of the synthetic benchmark ==")
     _say("| model              | " + " | ".join(f"{k:>6}" for k in SHOWN) + " | time s  |")
     _say("|" + "---|" * (len(SHOWN) + 2))
-    _say(_row("prior only", prior, t_prior))
-    _say(_row(model, learned, t_model))
+    _say(table_row("prior only", prior, t_prior))
+    _say(table_row(model, learned, t_model))
     _say("\nfull table for " + model + ":\n" + format_table({k: v for k, v in learned.items() if "/" not in k}))
 
     _say("\n== 4. localize one query with the trained checkpoint ==")

@@ -6,14 +6,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from momentloc.demo import table_row
 from momentloc.paths import data_root
 
 SLICE_VIDEOS = 400  # train videos of the slice (and 100 test videos)
 SLICE_DIM = 256
-
-
-def _row(name: str, metrics: dict, seconds: float, shown: tuple[str, ...]) -> str:
-    return f"| {name:<24} | " + " | ".join(f"{metrics[k]:6.2f}" for k in shown) + f" | {seconds:7.1f} |"
 
 
 def run_sim_demo(out_dir: Path, say: Callable[[str], None], shown: tuple[str, ...], epochs: int = 2) -> None:
@@ -47,10 +44,10 @@ def run_sim_demo(out_dir: Path, say: Callable[[str], None], shown: tuple[str, ..
         result = train(load_config(sim_config(stem, "cpu", SLICE_DIM, epochs, work), sets))
         ckpt = result.best_checkpoint or result.checkpoint
         metrics, _, _ = evaluate_checkpoint(ckpt, "test", [f"train.out_dir={out_dir}", "train.progress=false"], breakdowns=False)
-        rows.append(_row(name, metrics, time.perf_counter() - t1, shown))
+        rows.append(table_row(name, metrics, time.perf_counter() - t1, shown, width=24))
     for name, preds in (("oracle (knows the class)", oracle_predictions(test, store, world, src.timelines)),
                         ("most salient (no query)", salient_predictions(test, store))):
-        rows.append(_row(name, evaluate_moments(test, preds, breakdowns=False), 0.0, shown))
+        rows.append(table_row(name, evaluate_moments(test, preds, breakdowns=False), 0.0, shown, width=24))
     say(f"test split of the slice: {len(test)} real sentences")
     say(f"| {'model':<24} | " + " | ".join(f"{k:>6}" for k in shown) + " | time s  |")
     say("|" + "---|" * (len(shown) + 2))

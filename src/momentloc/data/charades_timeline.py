@@ -91,14 +91,14 @@ def parse_class_name(name: str, known_objects: set[str]) -> tuple[str, Optional[
 
 
 def read_classes(path: Path, known_objects: set[str]) -> list[ActionClass]:
-    """The class table ``cXXX name`` lines, each parsed into (verb, object)."""
+    """The class table's ``c008 Opening a door`` lines, each parsed into (verb, object)."""
     out = []
     for n, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         cid, _, name = line.strip().partition(" ")
         if not (cid.startswith("c") and cid[1:].isdigit() and name):
-            raise DataError(path, f"expected 'cXXX class name', got {line.strip()!r}", where=f"line {n}")
+            raise DataError(path, f"expected a class id and name such as 'c008 Opening a door', got {line.strip()!r}", where=f"line {n}")
         verb, obj = parse_class_name(name, known_objects)
         out.append(ActionClass(cid, name.strip(), verb, obj))
     if not out:
@@ -113,7 +113,7 @@ def _actions(text: str, path: Path, where: str) -> tuple[tuple[str, float, float
         try:
             cid, s, e = parts[0], float(parts[1]), float(parts[2])
         except (IndexError, ValueError):
-            raise DataError(path, f"expected 'cXXX START END' actions, got {item!r}", where=where) from None
+            raise DataError(path, f"expected 'CLASS START END' actions such as 'c092 11.90 21.20', got {item!r}", where=where) from None
         # A few source rows have start > end (e.g. LEOL6 c107 8.00 7.00); the segment is the same.
         out.append((cid, min(s, e), max(s, e)))
     return tuple(out)

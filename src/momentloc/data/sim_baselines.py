@@ -18,20 +18,17 @@ import numpy as np
 from momentloc.data.charades_timeline import VideoTimeline
 from momentloc.data.features import FeatureStore
 from momentloc.data.simulate import World
+from momentloc.metrics import temporal_iou
 from momentloc.types import Moment, Pair
 from momentloc.zero_shot import LEVEL, best_stretch, stretch_moment  # noqa: F401 - LEVEL, best_stretch re-exported
 
 
-def _iou(a: tuple[float, float], b: tuple[float, float]) -> float:
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    union = max(a[1], b[1]) - min(a[0], b[0])
-    return inter / union if union > 0 else 0.0
-
-
 def query_class(pair: Pair, timeline: VideoTimeline) -> Optional[str]:
     """The class of the timeline segment that best matches the pair's window (None if the timeline is empty)."""
-    best = max(timeline.actions, key=lambda a: _iou((a[1], a[2]), pair.window), default=None)
-    return None if best is None else best[0]
+    if not timeline.actions:
+        return None
+    ious = temporal_iou(np.array([(s, e) for _, s, e in timeline.actions]), np.array(pair.window))
+    return timeline.actions[int(np.argmax(ious))][0]
 
 
 def oracle_moment(features: np.ndarray, duration: float, templates: np.ndarray) -> Moment:
