@@ -17,13 +17,14 @@ import torch
 import yaml
 
 from momentloc.config import ExperimentConfig, apply_overrides, load_config, validate
+from momentloc.config_files import experiments_dir
 from momentloc.data.random_batch import random_batch
 from momentloc.data.text import PAD, UNK, Vocabulary
 from momentloc.models.base import InputSpec
 from momentloc.models.build import WeightedObjectives, build_model
 from momentloc.registry import get_model_class
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "experiment"
+CONFIGS = experiments_dir()
 DATASETS = ("charades_sta", "tacos", "activitynet")
 DEFAULT_CLIPS = 128  # for configs that keep every video's own length (no num_clips / max_clips)
 VOCAB_SIZE = 1000

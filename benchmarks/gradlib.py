@@ -32,13 +32,14 @@ def gradient_parser(doc: str, config: str) -> argparse.ArgumentParser:
 def ci_module(args: argparse.Namespace, extra: list[str] = ()) -> tuple[Any, Any, Any]:
     """(config, data bundle, training module in train mode) of ``args.config`` on the CI synthetic set, seeded."""
     from momentloc.config import load_config
+    from momentloc.config_files import experiment_config
     from momentloc.data.sources import build_data
     from momentloc.data.synthetic import ensure_synthetic
     from momentloc.registry import get_model_class
     from momentloc.training import GroundingModule, input_spec
 
     data = ensure_synthetic(ROOT / "artifacts" / "synthetic" / "ci", "ci")
-    cfg = load_config(ROOT / "configs" / "experiment" / f"{args.config}.yaml",
+    cfg = load_config(experiment_config(args.config),
                       [f"data.annotations={data}", *extra, *args.overrides])
     torch.manual_seed(args.seed)
     bundle = build_data(cfg.data, get_model_class(cfg.model.name).supervision, seed=args.seed)

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     """Train, measure anchor hits, decode the checkpoint every way, print one JSON row."""
     from momentloc.config import load_config
+    from momentloc.config_files import experiment_config
     from momentloc.data.sources import make_dataset, split_pairs
     from momentloc.training import evaluate_checkpoint, module_from_checkpoint, train
 
@@ -28,7 +29,7 @@ def main() -> None:
     name = f"diag_{config}_s{seed}"
     shutil.rmtree(out / name, ignore_errors=True)
     base = [f"train.seed={seed}", f"train.out_dir={out}", f"name={name}", "train.progress=false"]
-    cfg = load_config(ROOT / "configs" / "experiment" / f"{config}.yaml", base + sets)
+    cfg = load_config(experiment_config(config), base + sets)
     result = train(cfg)
     ckpt = result.best_checkpoint or result.checkpoint
     module = module_from_checkpoint(ckpt)

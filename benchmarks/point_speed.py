@@ -14,17 +14,17 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
 from momentloc.config import load_config
+from momentloc.config_files import experiments_dir
 from momentloc.data.random_batch import random_batch
 from momentloc.models.base import GroundingModel, InputSpec
 from momentloc.models.build import build_model
 from momentloc.types import Batch
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "experiment"
+CONFIGS = experiments_dir()
 
 
 def build(method: str, dataset: str, device: str) -> tuple[GroundingModel, int, int]:

@@ -1,6 +1,6 @@
 """Every method on the simulated Charades-STA test split, over seeds; prints a Markdown table.
 
-Rows are named in ROWS (a config under configs/experiment plus the overrides of a variant or control),
+Rows are named in ROWS (a shipped experiment config plus the overrides of a variant or control),
 besides three that train nothing: ``prior`` (trains its histogram only), ``oracle`` and ``salient``
 (momentloc.data.sim_baselines).
 
@@ -24,7 +24,6 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from momentloc.sim_scale import sim_config  # noqa: E402

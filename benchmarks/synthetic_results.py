@@ -15,7 +15,6 @@ import statistics
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("R1@0.1", "R1@0.3", "R1@0.5", "R1@0.7", "R5@0.3", "R5@0.5", "R5@0.7", "mIoU")
 
 
@@ -35,9 +34,10 @@ def run_one(config: str, seed: int, size: str, out_dir: Path, overrides: list[st
             breakdowns: bool = False) -> dict:
     """Train one config with one seed, evaluate its selected checkpoint on test."""
     from momentloc.config import load_config
+    from momentloc.config_files import experiment_config
     from momentloc.training import evaluate_checkpoint, train
 
-    path = ROOT / "configs" / "experiment" / f"{config}.yaml"
+    path = experiment_config(config)
     # one fresh run directory per (variant, seed): a run must not find older checkpoints
     name = f"{tag or config}_s{seed}"
     shutil.rmtree(out_dir / name, ignore_errors=True)

@@ -63,19 +63,9 @@ def _print_metrics(metrics: dict, title: str) -> None:
     _console().print(table)
 
 
-SHIPPED_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "experiment"
-
-
 def _summary(doc: Optional[str]) -> str:
     """A docstring's first paragraph on one line (a sentence broken over lines stays whole)."""
     return " ".join((doc or "").strip().split("\n\n")[0].split())
-
-
-def config_path(config: Path) -> Path:
-    """A config file, or the name of a shipped experiment config (``momentloc list``) from any folder."""
-    if not config.exists() and config.parent == Path(".") and (SHIPPED_CONFIGS / f"{config.stem}.yaml").is_file():
-        return SHIPPED_CONFIGS / f"{config.stem}.yaml"
-    return config
 
 
 @app.command("list")
@@ -84,6 +74,7 @@ def list_cmd() -> None:
     import textwrap
 
     from momentloc.data.formats import DATASETS
+    from momentloc.config_files import experiment_names
     from momentloc.registry import get_model_class, model_names, objective_names
 
     def show(head: str, text: str = "") -> None:
@@ -105,10 +96,9 @@ def list_cmd() -> None:
     show("synthetic_ci", "also synthetic_bench, synthetic_long (generated: momentloc data synth)")
     show("charades_sim", "Charades-STA with simulated features (generated: momentloc data simulate charades; "
          "configs *_charades_sim)")
-    if SHIPPED_CONFIGS.exists():
-        typer.echo("experiment configs (momentloc train NAME works from any folder)")
-        for p in sorted(SHIPPED_CONFIGS.glob("*.yaml")):
-            show(p.stem)
+    typer.echo("experiment configs (momentloc train NAME works from any folder)")
+    for name in experiment_names():
+        show(name)
 
 
 @app.command()
@@ -121,12 +111,13 @@ def train(
 ) -> None:
     """Train a model from a config; the checkpoint is selected on the validation split."""
     from momentloc.config import load_config
+    from momentloc.config_files import resolve_config
     from momentloc.errors import MomentlocError
     from momentloc.training import train as run
 
     if resume is not None and overwrite:
         raise MomentlocError("give --resume or --overwrite, not both")
-    cfg = load_config(config_path(config), set_ or [])
+    cfg = load_config(resolve_config(config), set_ or [])
     result = run(cfg, resume=resume, overwrite=overwrite)
     _print_metrics(result.metrics, f"{cfg.name}: validation (last epoch)")
     typer.echo(f"checkpoint: {result.best_checkpoint or result.checkpoint}")

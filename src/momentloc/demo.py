@@ -9,10 +9,10 @@ from typing import Optional
 import torch
 
 from momentloc.config import load_config
+from momentloc.config_files import experiment_config
 from momentloc.metrics import format_table
 from momentloc.paths import data_root
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "experiment"
 SHOWN = ("R1@0.3", "R1@0.5", "R1@0.7", "R5@0.5", "mIoU")
 
 
@@ -83,8 +83,8 @@ def run_demo(out_dir: Path = Path("runs/demo"), epochs: Optional[int] = None, mo
 
     extra = [f"train.epochs={epochs}"] if epochs else []
     _say("\n== 2. train: prior-only baseline and the model ==")
-    prior, _, t_prior = _train_eval(CONFIGS / "prior_synthetic_ci.yaml", out_dir, ["train.progress=false"])
-    learned, ckpt, t_model = _train_eval(CONFIGS / f"{model}_synthetic_ci.yaml", out_dir, extra)
+    prior, _, t_prior = _train_eval(experiment_config("prior_synthetic_ci"), out_dir, ["train.progress=false"])
+    learned, ckpt, t_model = _train_eval(experiment_config(f"{model}_synthetic_ci"), out_dir, extra)
 
     _say("\n== 3. test split of the synthetic benchmark ==")
     _say("| model              | " + " | ".join(f"{k:>6}" for k in SHOWN) + " | time s  |")
@@ -96,7 +96,7 @@ def run_demo(out_dir: Path = Path("runs/demo"), epochs: Optional[int] = None, mo
     _say("\n== 4. localize one query with the trained checkpoint ==")
     from momentloc.predict import Predictor
 
-    cfg = load_config(CONFIGS / f"{model}_synthetic_ci.yaml")
+    cfg = load_config(experiment_config(f"{model}_synthetic_ci"))
     pair = split_pairs(cfg.data, "test")[0]
     pred = Predictor.from_checkpoint(ckpt, device="cpu")
     feats = pred.module.model  # noqa: F841 - keep the model warm for the timing below

@@ -14,14 +14,14 @@ from typing import Optional
 import yaml
 
 from momentloc.config import load_layers
+from momentloc.config_files import experiment_config, experiments_dir
 
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "configs" / "experiment"
 SCALES = ("cpu", "paper")
 
 
 def cpu_scale_layer(stem: str, epochs: int) -> dict:
     """Model, objectives, optimiser and batch of ``<stem>_synthetic_ci.yaml``, and ``epochs`` epochs."""
-    ci = EXPERIMENTS / f"{stem}_synthetic_ci.yaml"
+    ci = experiments_dir() / f"{stem}_synthetic_ci.yaml"
     if not ci.exists():
         return {"train": {"epochs": epochs}}
     raw = load_layers(ci)
@@ -35,7 +35,7 @@ def sim_config(stem: str, scale: str, dim: int, epochs: Optional[int], work: Pat
     """Write and return a config file: ``<stem>_charades_sim.yaml`` at feature dim ``dim``, then the scale's layer."""
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
-    layer: dict = {"base": [str(EXPERIMENTS / f"{stem}_charades_sim.yaml")],
+    layer: dict = {"base": [str(experiment_config(f"{stem}_charades_sim"))],
                    "data": {"feature_dim": dim, "simulate": {"dim": dim}}}
     if scale == "cpu":
         layer.update(cpu_scale_layer(stem, epochs or 3))
