@@ -35,12 +35,12 @@ def discover(wanted: Optional[list[str]]) -> tuple[list[str], dict[str, str]]:
     from momentloc import registry
 
     failed: dict[str, str] = {}
-    for mod in registry._MODEL_MODULES:
+    for mod in registry.MODELS.modules():
         try:
             importlib.import_module(mod)
         except Exception as err:  # a broken model module is a table row, not the end of the suite
             failed[mod.rsplit(".", 1)[1]] = f"{type(err).__name__}: {err}".splitlines()[0][:160]
-    names = sorted(registry._MODELS)
+    names = sorted(registry.MODELS.entries)
     if wanted:
         unknown = [w for w in wanted if w not in names and w not in failed]
         if unknown:

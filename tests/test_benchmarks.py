@@ -79,7 +79,8 @@ def test_bf16_autocast_runs_in_process() -> None:
 def test_a_model_module_that_fails_to_import_is_a_row(monkeypatch: pytest.MonkeyPatch) -> None:
     from momentloc import registry
 
-    monkeypatch.setattr(registry, "_MODEL_MODULES", registry._MODEL_MODULES + ("momentloc.models.not_a_model",))
+    found = registry.MODELS.modules()
+    monkeypatch.setattr(registry.MODELS, "modules", lambda: found + ["momentloc.models.not_a_model"])
     names, failed = suite.discover(None)
     assert "span" in names and "not_a_model" in failed
     out = suite.run([], {"not_a_model": failed["not_a_model"]}, _tiny(), log=lambda *a: None)
