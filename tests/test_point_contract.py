@@ -2,33 +2,28 @@
 
 Batches of a point dataset carry ``point`` and no window; moving every
 window while keeping its glance changes neither the batch nor the losses of
-the point models, bit for bit.
+any registered point model (each built from its CI config), bit for bit.
 """
 
 from dataclasses import replace
 
 import pytest
 import torch
-
-pytest.importorskip("momentloc.data.dataset")
+from _models import ci_model, tiny_parts
 
 from momentloc.data.dataset import GroundingDataset
-from momentloc.data.features import FeatureStore
-from momentloc.data.formats.activitynet import parse_activitynet
-from momentloc.data.points import generate_glance
-from momentloc.data.text import load_glove_pickle
-from momentloc.models.base import InputSpec
-from momentloc.registry import get_model_class
+from momentloc.models.point_layers import PointGroundingModel
+from momentloc.registry import get_model_class, models_by_supervision
 
-POINT_MODELS = ("viga", "sg_sci")
+POINT_MODELS = models_by_supervision("point")
+# Models built on the shared point encoder (the encoding-sharing test hooks its video projection).
+ENCODER_MODELS = [n for n in POINT_MODELS if issubclass(get_model_class(n), PointGroundingModel)]
 
 
 @pytest.fixture(scope="module")
 def parts(tiny_synth):
-    pairs = generate_glance(parse_activitynet(tiny_synth / "train.json"), seed=0)
-    store = FeatureStore(tiny_synth / "features.hdf5", dim=16)
-    vocab = load_glove_pickle(tiny_synth / "glove.pkl")
-    return pairs, store, vocab
+    p = tiny_parts(tiny_synth)
+    return p.pairs, p.store, p.vocab
 
 
 def _moved(pairs):
@@ -47,16 +42,8 @@ def _batch(pairs, store, vocab, n=8):
     return ds.collate([ds[i] for i in range(n)])
 
 
-def _model(name: str, vocab):
-    torch.manual_seed(0)
-    cls = get_model_class(name)
-    cfg = cls.Config(dim=32, num_heads=4, num_layers=1, gru_layers=1, max_clips=64)
-    return cls(cfg, InputSpec(video_dim=16, text_dim=vocab.dim, vocab_size=len(vocab), num_clips=None))
-
-
-@pytest.mark.parametrize("name", POINT_MODELS)
-def test_point_models_declare_point_supervision(name):
-    assert get_model_class(name).supervision == "point"
+def test_every_point_model_is_checked():
+    assert {"viga", "sg_sci"} <= set(POINT_MODELS)
 
 
 def test_point_batches_carry_the_point_and_no_window(parts):
@@ -85,7 +72,7 @@ def test_moving_windows_gives_bit_identical_losses(parts, name, train_mode):
     losses = []
     for ps in (pairs, _moved(pairs)):
         batch = _batch(ps, store, vocab)
-        model = _model(name, vocab).train(train_mode)
+        model = ci_model(name, vocab).train(train_mode)
         torch.manual_seed(1)  # the same dropout masks in training mode
         out = model(batch)
         losses.append({k: v.detach() for k, v in model.loss(out, batch).items()})
@@ -98,7 +85,7 @@ def test_moving_windows_gives_bit_identical_losses(parts, name, train_mode):
 def test_a_window_in_the_batch_is_never_read(parts, name):
     pairs, store, vocab = parts
     batch = _batch(pairs, store, vocab)
-    model = _model(name, vocab).eval()
+    model = ci_model(name, vocab).eval()
     with torch.no_grad():
         clean = model.loss(model(batch), batch)["total"]
         batch.windows = torch.rand(batch.size, 2) * 5.0
@@ -111,7 +98,7 @@ def test_moving_the_glance_changes_the_loss(parts, name):
     # The converse: the loss does depend on the point (the test above is not vacuous).
     pairs, store, vocab = parts
     batch = _batch(pairs, store, vocab)
-    model = _model(name, vocab).eval()
+    model = ci_model(name, vocab).eval()
     with torch.no_grad():
         before = model.loss(model(batch), batch)["total"]
         batch.point = (batch.point + 0.3 * batch.duration) % batch.duration
@@ -119,7 +106,7 @@ def test_moving_the_glance_changes_the_loss(parts, name):
     assert not torch.equal(before, after)
 
 
-@pytest.mark.parametrize("name", POINT_MODELS)
+@pytest.mark.parametrize("name", ENCODER_MODELS)
 def test_queries_on_one_video_share_its_encoding(name, parts):
     """At inference the clips of a video are encoded once for all its queries, with the same outputs."""
     pairs, store, vocab = parts
@@ -127,7 +114,7 @@ def test_queries_on_one_video_share_its_encoding(name, parts):
     assert len(one_video) >= 2
     batch = _batch(one_video, store, vocab, n=len(one_video))
     assert batch.video_group.unique().numel() == 1
-    model = _model(name, vocab).eval()
+    model = ci_model(name, vocab).eval()
     calls = []
     model.encoder.video_proj.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
     with torch.no_grad():
