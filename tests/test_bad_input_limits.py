@@ -368,7 +368,7 @@ def test_serve_refuses_what_it_could_not_serve(capsys, ckpts, videos, tmp_path: 
 
 def test_didemo_rankings_completed_are_counted(tmp_path: Path) -> None:
     """A ranking of one segment is completed favourably (nearest its top-1 first); the result says how many were."""
-    from momentloc.evaluate import evaluate_predictions
+    from momentloc.metrics.evaluator import evaluate_predictions
     from momentloc.types import Pair
 
     pairs = [Pair("v1", 30.0, "a dog runs", ((0.0, 5.0),), query_id="0", annotator_windows=((0.0, 5.0),)),

@@ -8,13 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from momentloc import metrics_didemo as dd
+from momentloc.data import formats
 from momentloc.errors import DataError
-from momentloc.evaluate import (
-    evaluate_predictions,
-    load_predictions,
-    write_predictions_jsonl,
-)
+from momentloc.metrics import didemo as dd
+from momentloc.metrics.evaluator import evaluate_predictions
+from momentloc.metrics.predictions import load_predictions, write_predictions_jsonl
 from momentloc.types import Moment, Pair
 
 PAIRS = [
@@ -88,7 +86,6 @@ def test_missing_queries_error_or_miss(tmp_path: Path) -> None:
             [{"qid": "q0", "pred_relevant_windows": [[0, 1, 1]]}, {"qid": "q0", "pred_relevant_windows": []}],
             r"line 2: duplicate query q0 \(also at line 1\)",
         ),
-        ([{"qid": "q0", "pred_relevant_windows": [[0, 45, 1]]}], r"query q0: window \[0, 45\] is outside the video"),
         ([{"qid": "q0", "pred_relevant_windows": [[12, 5, 1]]}], r"query q0: window \[12, 5\]: end before start"),
         ([{"qid": "q0", "pred_relevant_windows": [[0, 5, "high"]]}], r"line 1: score must be a number, got 'high'"),
         ([{"qid": "q0", "pred_relevant_windows": [[0, 5, float("nan")]]}], r"score must be finite"),
@@ -105,6 +102,42 @@ def test_bad_prediction_files_give_one_line_errors(tmp_path: Path, rows: list[di
     with pytest.raises(DataError, match=message) as err:
         evaluate_predictions(PAIRS, f, "charades_sta", missing="miss")
     assert "\n" not in str(err.value) and str(f) in str(err.value)
+
+
+def test_windows_past_the_video_are_clipped_and_counted(tmp_path: Path) -> None:
+    # A 150-s cap on a 30-s and a 40-s video, as published prediction files hold.
+    f = jsonl(tmp_path / "p.jsonl", [
+        {"qid": "q0", "pred_relevant_windows": [[0, 150, 0.9], [-2, 10, 0.5]]},  # -> [0, 30], [0, 10]
+        {"qid": "q1", "pred_relevant_windows": [[10, 20, 0.8], [35, 150, 0.7]]},  # -> [10, 20], [35, 40]
+    ])
+    m = evaluate_predictions(PAIRS, f, "charades_sta")
+    assert m["clipped_windows"] == 3
+    # q0's top-1 [0, 30] against [0, 10]: IoU 1/3; its second [0, 10]: 1. q1's top-1 is exact.
+    assert m["R1@0.3"] == 100.0 and m["R1@0.5"] == 50.0 and m["R5@0.7"] == 100.0
+    assert m["mIoU"] == pytest.approx(100 * (1 / 3 + 1) / 2)
+
+
+def test_strict_refuses_windows_outside_the_video(tmp_path: Path) -> None:
+    f = jsonl(tmp_path / "p.jsonl", [{"qid": "q0", "pred_relevant_windows": [[0, 45, 1]]}])
+    with pytest.raises(DataError, match=r"query q0: window \[0, 45\] is outside the video \[0, 30\] s") as err:
+        evaluate_predictions(PAIRS, f, "charades_sta", missing="miss", strict=True)
+    assert "\n" not in str(err.value) and str(f) in str(err.value)
+    # Inside the tolerance, strict scores the window as it is; the default clips it to the video.
+    f = jsonl(tmp_path / "p.jsonl", [{"qid": "q0", "pred_relevant_windows": [[0, 30.5, 1]]}])
+    strict = evaluate_predictions(PAIRS, f, "charades_sta", missing="miss", strict=True)
+    clipped = evaluate_predictions(PAIRS, f, "charades_sta", missing="miss")
+    assert "clipped_windows" not in strict and clipped["clipped_windows"] == 1
+    assert strict["mIoU"] == pytest.approx(100 * 10 / 30.5 / 2) and clipped["mIoU"] == pytest.approx(100 * 10 / 30 / 2)
+
+
+def test_what_cannot_be_scored_is_refused_also_when_clipping(tmp_path: Path) -> None:
+    for row, message in (
+        ({"qid": "q0", "pred_relevant_windows": [[150, 140, 1]]}, r"window \[150, 140\]: end before start"),
+        ({"qid": "q0", "pred_relevant_windows": [[0, "end", 1]]}, r"end must be a number"),
+        ({"qid": "q7", "pred_relevant_windows": [[0, 150, 1]]}, r"query_id values not in the annotations"),
+    ):
+        with pytest.raises(DataError, match=message):
+            evaluate_predictions(PAIRS, jsonl(tmp_path / "p.jsonl", [row]), "charades_sta", missing="miss")
 
 
 def test_unreadable_files(tmp_path: Path) -> None:
@@ -166,13 +199,8 @@ def test_qvh_highlights_from_annotation_file(tmp_path: Path) -> None:
 # ------------------------------------------------------------- shipped annotations
 
 
-@pytest.fixture(scope="module")
-def formats():
-    return pytest.importorskip("momentloc.data.formats")
-
-
 @pytest.mark.realdata
-def test_didemo_oracle_file_matches_known_bound(tmp_path: Path, need_file, formats) -> None:
+def test_didemo_oracle_file_matches_known_bound(tmp_path: Path, need_file) -> None:
     need_file("didemo/test_data.json")
     pairs = formats.load_pairs("didemo", "test")
     rankings = [dd.oracle_ranking([dd.window_to_chunks(s, e) for s, e in p.annotator_windows]) for p in pairs]
@@ -182,7 +210,7 @@ def test_didemo_oracle_file_matches_known_bound(tmp_path: Path, need_file, forma
 
 
 @pytest.mark.realdata
-def test_charades_perfect_csv(tmp_path: Path, need_file, formats) -> None:
+def test_charades_perfect_csv(tmp_path: Path, need_file) -> None:
     need_file("charades_sta/charades_sta_test.txt")
     pairs = formats.load_pairs("charades_sta", "test")
     rows = [f"{p.video_id},{p.query_id},{p.window[0]},{p.window[1]},1" for p in pairs]
@@ -192,7 +220,7 @@ def test_charades_perfect_csv(tmp_path: Path, need_file, formats) -> None:
 
 
 @pytest.mark.realdata
-def test_qvh_val_submission_round_trip(tmp_path: Path, need_file, formats) -> None:
+def test_qvh_val_submission_round_trip(tmp_path: Path, need_file) -> None:
     need_file("qvhighlights/highlight_val_release.jsonl")
     pairs = formats.load_pairs("qvhighlights", "val")
     moments = [[Moment(s, e, 1.0) for s, e in p.windows] for p in pairs]

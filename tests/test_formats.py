@@ -33,7 +33,8 @@ COUNTS = [
     ("qvhighlights", "val", 1550),
     ("qvhighlights", "test", 1542),
 ]
-GLANCE_SPLITS = [(d, s) for d, info in DATASETS.items() for s in info.glance]
+SHIPPED = {name: info for name, info in DATASETS.items() if info.generator is None}
+GLANCE_SPLITS = [(d, s) for d, info in SHIPPED.items() for s in info.glance]
 
 
 @lru_cache(maxsize=None)
@@ -173,7 +174,7 @@ def test_documented_repairs_of_shipped_rows(real_data: Path) -> None:
 
 @pytest.mark.realdata
 def test_guess_format_of_every_shipped_file(real_data: Path) -> None:
-    for info in DATASETS.values():
+    for info in SHIPPED.values():
         folder = real_data / info.folder
         for rel in info.splits.values():
             assert guess_format(folder / rel) == info.fmt
@@ -374,3 +375,16 @@ def test_skip_bad_through_load_pairs(tmp_path: Path) -> None:
         pairs = load_pairs("qvhighlights", "val", root=tmp_path, skip_bad=True, report=report)
     assert [p.query_id for p in pairs] == ["1", "2"]
     assert len(report.skipped) == 2 and "duplicate query id" in report.skipped[1]
+
+
+def test_one_table_names_every_dataset_and_its_protocol() -> None:
+    from momentloc.data.formats import dataset_info, find_dataset
+
+    assert dataset_info("Charades-STA").name == "charades_sta" and dataset_info("anet").name == "activitynet"
+    assert dataset_info("qvh").protocol.headline == "mAP" and dataset_info("didemo").protocol.headline == "Rank@1"
+    assert dataset_info("synthetic_ci").generator == "synthetic" and dataset_info("synthetic").name == "synthetic_ci"
+    assert dataset_info("charades_sim").generator == "simulate" and dataset_info("charades_sim").folder == "charades_sta"
+    assert {dataset_info(n).protocol.headline for n in ("tacos", "synthetic_long", "charades_sim")} == {"R1@0.5"}
+    assert find_dataset("mine") is None
+    with pytest.raises(ConfigError, match="unknown dataset 'mine'; expected one of charades_sta, tacos"):
+        dataset_info("mine")

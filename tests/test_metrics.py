@@ -10,7 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from momentloc import metrics_didemo as dd
+from momentloc.data import formats
+from momentloc.metrics import didemo as dd
 from momentloc.metrics import (
     breakdown_metrics,
     evaluate_moments,
@@ -19,7 +20,7 @@ from momentloc.metrics import (
     pairwise_iou,
     temporal_iou,
 )
-from momentloc.metrics_qvh import (
+from momentloc.metrics.qvhighlights import (
     detection_ap,
     interpolated_ap,
     load_qvh_saliency,
@@ -239,13 +240,8 @@ def test_highlight_hit_and_map_hand_case() -> None:
 # ------------------------------------------------------------- shipped annotations
 
 
-@pytest.fixture(scope="module")
-def formats():
-    return pytest.importorskip("momentloc.data.formats")
-
-
 @pytest.mark.realdata
-def test_charades_perfect_predictions_score_100(need_file, formats) -> None:
+def test_charades_perfect_predictions_score_100(need_file) -> None:
     need_file("charades_sta/charades_sta_test.txt")
     pairs = formats.load_pairs("charades_sta", "test")
     m = evaluate_moments(pairs, [[Moment(*p.window, 1.0)] for p in pairs])
@@ -254,7 +250,7 @@ def test_charades_perfect_predictions_score_100(need_file, formats) -> None:
 
 
 @pytest.mark.realdata
-def test_didemo_oracle_upper_bound(need_file, formats) -> None:
+def test_didemo_oracle_upper_bound(need_file) -> None:
     need_file("didemo/test_data.json")
     pairs = formats.load_pairs("didemo", "test")
     annotators = [[dd.window_to_chunks(s, e) for s, e in p.annotator_windows] for p in pairs]
@@ -266,7 +262,7 @@ def test_didemo_oracle_upper_bound(need_file, formats) -> None:
 
 
 @pytest.mark.realdata
-def test_qvh_perfect_predictions(need_file, formats) -> None:
+def test_qvh_perfect_predictions(need_file) -> None:
     path = need_file("qvhighlights/highlight_val_release.jsonl")
     pairs = formats.load_pairs("qvhighlights", "val")
     preds = [[(s, e, 1.0) for s, e in p.windows] for p in pairs]

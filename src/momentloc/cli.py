@@ -138,7 +138,7 @@ def eval_cmd(
     report: Optional[Path] = typer.Option(None, help="Write a Markdown report with figures into this folder."),
 ) -> None:
     """Evaluate a checkpoint on a split: print the table, write metrics and predictions."""
-    from momentloc.evaluate import write_predictions_jsonl
+    from momentloc.metrics.predictions import write_predictions_jsonl
     from momentloc.training import evaluate_checkpoint
 
     start = time.perf_counter()
@@ -173,7 +173,8 @@ def evaluate(
 ) -> None:
     """Score any system's predictions file against the annotations (no model, no features)."""
     from momentloc.data.formats import load_pairs
-    from momentloc.evaluate import evaluate_predictions, load_predictions
+    from momentloc.metrics.evaluator import evaluate_predictions
+    from momentloc.metrics.predictions import load_predictions
 
     if missing not in ("error", "miss"):
         raise typer.BadParameter(f"expected 'error' or 'miss', got {missing!r}", param_hint="'--missing'")
@@ -327,7 +328,8 @@ def _rate_line(queries: int, seconds: float, note: str) -> str:
 def metrics_table(metrics: dict, width: int = 80) -> str:
     """The metrics table in ``width`` columns (split into several tables when wider), without breakdown rows that
     hold no query, followed by the breakdowns' bin edges when there are breakdown rows."""
-    from momentloc.metrics import BIN_NAMES, MOMENT_LENGTH_BINS, VIDEO_LENGTH_BINS, format_table
+    from momentloc.metrics.moments import BIN_NAMES, MOMENT_LENGTH_BINS, VIDEO_LENGTH_BINS
+    from momentloc.metrics.table import format_table
 
     empty = {k.rpartition("/")[0] for k, v in metrics.items() if k.endswith("/n") and v == 0}
     kept = {k: v for k, v in metrics.items() if k.rpartition("/")[0] not in empty}

@@ -1,4 +1,10 @@
-"""Annotation parsers, one per benchmark file format, and the table of shipped datasets.
+"""Annotation parsers, one per benchmark file format, and the one table of datasets.
+
+``DATASETS`` describes every dataset the package knows, shipped, generated
+(the compositional synthetic sets) or simulated (Charades-STA with simulated
+features): its folder, file format (parser), names it also answers to, splits,
+point-label files and evaluation protocol (``momentloc.metrics.protocol``). The
+data layer, training, ``momentloc eval`` and ``momentloc evaluate`` all read it.
 
 Every parser returns ``list[Pair]`` with times in seconds and validates every
 row: a bad row raises one ``DataError`` naming the file, the line or key, and
@@ -25,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Literal, Mapping, Optional
 
 from momentloc.data.formats._common import ParseReport, PathLike, SkippedRowWarning, read_bytes, read_text
 from momentloc.data.formats import activitynet, charades, didemo, qvhighlights, tacos
@@ -36,6 +42,7 @@ from momentloc.data.formats.didemo import parse_didemo
 from momentloc.data.formats.qvhighlights import parse_qvhighlights
 from momentloc.data.formats.tacos import parse_tacos
 from momentloc.errors import ConfigError, DataError
+from momentloc.metrics.protocol import DIDEMO, MOMENTS, QVHIGHLIGHTS, Protocol
 from momentloc.paths import data_root
 from momentloc.types import Pair
 
@@ -45,6 +52,8 @@ __all__ = [
     "DatasetInfo",
     "ParseReport",
     "SkippedRowWarning",
+    "dataset_info",
+    "find_dataset",
     "guess_format",
     "load_annotation_file",
     "load_pairs",
@@ -64,12 +73,18 @@ FORMATS: dict[str, Callable[..., list[Pair]]] = {
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """A benchmark: its folder, file format, files per split and dataset-level facts."""
+    """A dataset: its folder, file format, other names, files per split, point labels, protocol and facts."""
 
     name: str
     folder: str
     fmt: str
     splits: Mapping[str, str]
+    protocol: Protocol = MOMENTS
+    aliases: tuple[str, ...] = ()
+    # Made here rather than shipped: "synthetic" (momentloc data synth, its own features and vocabulary) or
+    # "simulate" (features simulated over the real annotations: momentloc data simulate).
+    generator: Optional[Literal["synthetic", "simulate"]] = None
+    summary: str = ""
     # Point labels in the dataset's own format (ViGA release), per split.
     glance: Mapping[str, str] = field(default_factory=dict)
     # The same points from the CFMR release (list format), per split.
@@ -84,6 +99,7 @@ DATASETS: dict[str, DatasetInfo] = {
         name="charades_sta",
         folder="charades_sta",
         fmt="charades",
+        aliases=("charades", "charades-sta"),
         splits={"train": "charades_sta_train.txt", "test": "charades_sta_test.txt"},
         glance={"train": "glance/charades_sta_train.txt", "test": "glance/charades_sta_test.txt"},
         cfmr_glance={"train": "glance/glance_train_charades.json", "test": "glance/glance_test_charades.json"},
@@ -108,6 +124,7 @@ DATASETS: dict[str, DatasetInfo] = {
         name="activitynet",
         folder="activitynet",
         fmt="activitynet",
+        aliases=("anet", "activitynet_captions"),
         splits={"train": "train.json", "val_1": "val_1.json", "val_2": "val_2.json"},
         glance={"val_1": "glance/val_1.json", "val_2": "glance/val_2.json"},
         cfmr_glance={"val_2": "glance/glance_test_activitynet.json"},
@@ -118,6 +135,7 @@ DATASETS: dict[str, DatasetInfo] = {
         name="didemo",
         folder="didemo",
         fmt="didemo",
+        protocol=DIDEMO,
         splits={"val": "val_data.json", "test": "test_data.json"},
         facts={
             "time_unit": "5-s chunks",
@@ -131,6 +149,8 @@ DATASETS: dict[str, DatasetInfo] = {
         name="qvhighlights",
         folder="qvhighlights",
         fmt="qvhighlights",
+        protocol=QVHIGHLIGHTS,
+        aliases=("qvh",),
         splits={s: f"highlight_{s}_release.jsonl" for s in ("train", "val", "test")},
         facts={
             "time_unit": "s",
@@ -139,15 +159,52 @@ DATASETS: dict[str, DatasetInfo] = {
             "overshoot_tol_s": qvhighlights.OVERSHOOT_TOL_S,
         },
     ),
+    "charades_sim": DatasetInfo(
+        name="charades_sim",
+        folder="charades_sta",
+        fmt="charades",
+        splits={"train": "charades_sta_train.txt", "test": "charades_sta_test.txt"},
+        glance={"train": "glance/charades_sta_train.txt", "test": "glance/charades_sta_test.txt"},
+        glance_pattern="glance/charades_sta_{split}.txt",
+        generator="simulate",
+        summary="Charades-STA with simulated features (momentloc data simulate charades; configs *_charades_sim)",
+        facts={"time_unit": "s", "annotations": "charades_sta", "features": "simulated from Charades_v1 timelines"},
+    ),
+    **{
+        f"synthetic_{size}": DatasetInfo(
+            name=f"synthetic_{size}",
+            folder=f"synthetic_{size}",
+            fmt="activitynet",
+            splits={s: f"{s}.json" for s in ("train", "val", "test")},
+            aliases=("synthetic",) if size == "ci" else (),
+            generator="synthetic",
+            summary=f"compositional synthetic benchmark, {size} size (momentloc data synth --size {size})",
+            facts={"time_unit": "s", "size": size, "features": "features.hdf5", "vocabulary": "glove.pkl"},
+        )
+        for size in ("ci", "bench", "long")
+    },
 }
 
 
+def _key(name: str) -> str:
+    return str(name).strip().lower().replace("-", "_")
+
+
+_NAMES: dict[str, str] = {_key(a): info.name for info in DATASETS.values() for a in (info.name, *info.aliases)}
+
+
+def find_dataset(dataset: str) -> Optional[DatasetInfo]:
+    """The DATASETS entry of a name or alias (any case, ``-`` or ``_``), or None."""
+    name = _NAMES.get(_key(dataset))
+    return DATASETS[name] if name is not None else None
+
+
 def dataset_info(dataset: str) -> DatasetInfo:
-    """The DATASETS entry, or a ConfigError listing the known names."""
-    try:
-        return DATASETS[dataset]
-    except KeyError:
-        raise ConfigError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}") from None
+    """The DATASETS entry of a name or alias, or a ConfigError listing the known names."""
+    info = find_dataset(dataset)
+    if info is None:
+        raise ConfigError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+    return info
 
 
 def split_path(dataset: str, split: str, root: Optional[PathLike] = None, glance: bool = False) -> Path:
@@ -199,7 +256,8 @@ def load_annotation_file(
     """Parse any supported annotation file; the format is guessed from its content when ``fmt`` is None."""
     if fmt is None:
         fmt = guess_format(path)
-    fmt = DATASETS[fmt].fmt if fmt in DATASETS else fmt
+    info = find_dataset(fmt)
+    fmt = info.fmt if info is not None and fmt not in FORMATS else fmt
     if fmt not in FORMATS:
         raise ConfigError(f"unknown annotation format {fmt!r}; expected one of {', '.join(FORMATS)}")
     return FORMATS[fmt](path, skip_bad=skip_bad, report=report, **options)
