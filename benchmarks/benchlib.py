@@ -319,10 +319,10 @@ def scaled_overrides(model: str, cfg: ExperimentConfig, clips: int) -> tuple[lis
         over.append(f"data.num_clips={clips}")
     if model == "tan2d":
         # Hold the config's seconds per map cell: N grows with the video, the map as N^2.
-        n0 = int(params.get("num_clips", fields["num_clips"].default))
+        n0 = int(params.get("map_size", fields["map_size"].default))
         ratio = max(1, (cfg.data.num_clips or n0) // n0)
         n = max(1, clips // ratio)
-        over.append(f"model.params.num_clips={n}")
+        over.append(f"model.params.map_size={n}")
         note = f"N={n}"
     elif "max_clips" in fields:
         have = int(params.get("max_clips", fields["max_clips"].default))
@@ -337,7 +337,7 @@ def quadratic_estimate_gb(model: str, cfg: ExperimentConfig) -> float:
         return 0.0
     p = cfg.model.params
     fields = get_model_class(model).Config.model_fields
-    n = int(p.get("num_clips", fields["num_clips"].default))
+    n = int(p.get("map_size", fields["map_size"].default))
     h = int(p.get("hidden_size", fields["hidden_size"].default))
     # About six H x N x N float tensors are alive at once inside the adjacent network.
     return 6 * 4 * h * n * n / 2**30

@@ -192,7 +192,7 @@ def test_objective_needs_widths_and_embeddings() -> None:
 )
 def test_variants_on_tan2d(params: dict) -> None:
     torch.manual_seed(0)
-    model = Tan2d(Tan2dConfig(num_clips=8, hidden_size=16, num_layers=1, lstm_layers=1), InputSpec(8, 6, 30, None))
+    model = Tan2d(Tan2dConfig(map_size=8, hidden_size=16, num_layers=1, lstm_layers=1), InputSpec(8, 6, 30, None))
     obj = SupportSetCrossSupervision(SscsConfig(**params), model)
     batch = random_batch(4, 20, 8, num_words=5, text_dim=6, vocab_size=30, variable_length=True, queries_per_video=2)
     losses = obj(model(batch), batch)
@@ -337,7 +337,7 @@ def test_sscs_learns_to_match_sentences_and_find_their_clips() -> None:
     g = torch.Generator().manual_seed(0)
     K, D, E_ = 8, 12, 10
     protos, word_vecs = torch.randn(K, D, generator=g), torch.randn(K, E_, generator=g)
-    model = Tan2d(Tan2dConfig(num_clips=8, hidden_size=32, num_layers=1, lstm_layers=1, bidirectional=True),
+    model = Tan2d(Tan2dConfig(map_size=8, hidden_size=32, num_layers=1, lstm_layers=1, bidirectional=True),
                   InputSpec(D, E_, K + 4, None))
     obj = SupportSetCrossSupervision(SscsConfig(), model)
     opt = torch.optim.Adam(list(model.parameters()) + list(obj.parameters()), lr=3e-3)
@@ -369,7 +369,7 @@ def test_fusion_space_reads_2dtan_fusion_sides() -> None:
     # space=fusion: X_i, Y_i are the two sides of 2D-TAN's Hadamard fusion (its projected clips, the map's
     # diagonal, and its projected sentence), with no projections of Sscs's own.
     torch.manual_seed(0)
-    model = Tan2d(Tan2dConfig(num_clips=8, hidden_size=16, num_layers=1, lstm_layers=1), InputSpec(8, 6, 30, None))
+    model = Tan2d(Tan2dConfig(map_size=8, hidden_size=16, num_layers=1, lstm_layers=1), InputSpec(8, 6, 30, None))
     obj = SupportSetCrossSupervision(SscsConfig(space="fusion"), model)
     assert not list(obj.psi.parameters()) and not list(obj.phi.parameters())
     batch = random_batch(4, 20, 8, num_words=5, text_dim=6, vocab_size=30)

@@ -128,7 +128,7 @@ def test_masked_bce_by_hand() -> None:
 
 
 def _small_model(**over) -> Tan2d:
-    cfg = Tan2dConfig(**{"num_clips": 16, "hidden_size": 16, "num_layers": 2, "lstm_layers": 1, **over})
+    cfg = Tan2dConfig(**{"map_size": 16, "hidden_size": 16, "num_layers": 2, "lstm_layers": 1, **over})
     torch.manual_seed(0)
     return Tan2d(cfg, InputSpec(video_dim=8, text_dim=6, vocab_size=20, num_clips=None))
 
@@ -190,7 +190,7 @@ def _one_step(name: str, hidden: int | None) -> None:
     over = [f"model.params.hidden_size={hidden}"] if hidden else []
     cfg = load_config(CONFIGS / f"{name}.yaml", over)
     torch.manual_seed(0)
-    dim, n = cfg.data.feature_dim, cfg.model.params["num_clips"]
+    dim, n = cfg.data.feature_dim, cfg.model.params["map_size"]
     model = build_model(cfg, InputSpec(video_dim=dim, text_dim=300, vocab_size=50, num_clips=cfg.data.num_clips))
     objectives = WeightedObjectives(cfg, model)
     params = list(model.parameters()) + list(objectives.parameters())
@@ -215,7 +215,7 @@ def test_paper_config_trains_one_step(name, dim, n, kernel, layers, t_min, t_max
     cfg = load_config(CONFIGS / f"{name}.yaml")
     p = cfg.model.params
     assert cfg.model.name == "tan2d" and p["hidden_size"] == 512 and p["lstm_layers"] == 3
-    assert (cfg.data.feature_dim, p["num_clips"], p["kernel_size"], p["num_layers"]) == (dim, n, kernel, layers)
+    assert (cfg.data.feature_dim, p["map_size"], p["kernel_size"], p["num_layers"]) == (dim, n, kernel, layers)
     assert (p["t_min"], p["t_max"], p["nms_threshold"]) == (t_min, t_max, 0.5)
     assert [o.name for o in cfg.objectives] == (["sscs"] if "sscs" in name else [])
     # The paper's input shapes (feature dim, 256 sampled clips, N) with a narrow network: a CPU step in seconds.

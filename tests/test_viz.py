@@ -56,7 +56,7 @@ def test_tan2d_score_map(tmp_path) -> None:
     from momentloc.models.tan2d import Tan2d, Tan2dConfig
 
     spec = InputSpec(video_dim=16, text_dim=24, vocab_size=50, num_clips=8)
-    model = Tan2d(Tan2dConfig(num_clips=8, hidden_size=16, num_layers=1, lstm_layers=1), spec).eval()
+    model = Tan2d(Tan2dConfig(map_size=8, hidden_size=16, num_layers=1, lstm_layers=1), spec).eval()
     score_map = model(tiny_batch())["score_map"]
     assert tuple(score_map.shape[-2:]) == (8, 8)
     assert is_png(plot_score_map(tmp_path / "map.png", score_map, duration=12.0, window=(3.0, 7.5)))

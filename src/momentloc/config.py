@@ -328,7 +328,8 @@ def validate_params(cls: type[BaseModel], params: dict[str, Any], where: str) ->
         loc = ".".join(str(p) for p in first["loc"])
         if first["type"] == "extra_forbidden":
             raise ConfigError(f"{where}: unknown key {loc!r}") from None
-        raise ConfigError(f"{where}: key {loc!r}: {first['msg']}") from None
+        key = f"key {loc!r}: " if loc else ""  # a check of the whole block names no single key
+        raise ConfigError(f"{where}: {key}{first['msg']}") from None
 
 
 # Parameter names that count things (widths, layers, heads, kernels): a negative value cannot build a model.

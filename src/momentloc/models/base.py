@@ -2,21 +2,48 @@
 
 from __future__ import annotations
 
+import warnings
 from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Optional, Sequence, TypeVar
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from torch import nn
 
 from momentloc.types import Batch, Moment
 
 
+_RENAMES_SHOWN: dict[Any, Any] = {}  # the warnings registry of old parameter names: each shown once
+
+
 class ModelConfig(BaseModel):
-    """Base of every model's hyper-parameter block; unknown keys are errors."""
+    """Base of every model's hyper-parameter block; unknown keys are errors.
+
+    ``renamed`` maps a parameter's old name to its new one: configs and checkpoints that still use the old
+    name load as before, with a one-line FutureWarning.
+    """
 
     model_config = ConfigDict(extra="forbid")
+    renamed: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_old_names(cls, data: Any) -> Any:
+        """Old parameter names (``renamed``) read as their new ones; giving both names is an error."""
+        if not isinstance(data, dict) or not cls.renamed.keys() & data.keys():
+            return data
+        out = dict(data)
+        for old, new in cls.renamed.items():
+            if old in out:
+                if new in out:
+                    raise ValueError(f"{old!r} is the old name of {new!r}: give only {new!r}")
+                # One line without a source location (the old name is in a config, not in Python code), once a process.
+                warnings.warn_explicit(f"{cls.__name__}: parameter {old!r} is now called {new!r}; the old name still "
+                                       f"works, rename it in the config", FutureWarning, "momentloc", 0,
+                                       module="momentloc", registry=_RENAMES_SHOWN)
+                out[new] = out.pop(old)
+        return out
 
 
 @dataclass

@@ -28,7 +28,9 @@ from momentloc.types import Batch, Moment
 class Tan2dConfig(ModelConfig):
     """2D-TAN hyper-parameters (defaults: Charades-STA)."""
 
-    num_clips: int = Field(16, ge=1, description="N: clips after average pooling; the map is N x N")
+    renamed = {"num_clips": "map_size"}  # the map's size was called num_clips, as data.num_clips (the clips read)
+
+    map_size: int = Field(16, ge=1, description="N: clips after average pooling; the map is N x N")
     hidden_size: int = Field(512, ge=1)
     map_variant: Literal["pool", "conv"] = "pool"
     kernel_size: int = Field(5, ge=1, description="temporal adjacent network kernel")
@@ -57,7 +59,7 @@ class Tan2d(GroundingModel):
 
     def __init__(self, cfg: Tan2dConfig, spec: InputSpec) -> None:
         super().__init__(cfg, spec)
-        H, N = cfg.hidden_size, cfg.num_clips
+        H, N = cfg.hidden_size, cfg.map_size
         self.clip_fc = nn.Linear(spec.video_dim, H)
         self.moment_map = MomentMap(N, H, cfg.map_variant)
         self.sentence = SentenceEncoder(spec.text_dim, H, cfg.lstm_layers, cfg.bidirectional)
@@ -84,7 +86,7 @@ class Tan2d(GroundingModel):
         for TACoS's sparse 128 x 128 map that is a fraction of the N^2 cells, and
         no map-sized tensor is kept for backward before the first convolution.
         """
-        clips = F.relu(self.clip_fc(resample_clips(video, video_mask, self.cfg.num_clips)))
+        clips = F.relu(self.clip_fc(resample_clips(video, video_mask, self.cfg.map_size)))
         cells = self.moment_map.cell_values(clips.transpose(1, 2)).transpose(1, 2)
         return clips, F.linear(cells, self.map_proj.weight.flatten(1), self.map_proj.bias)
 
@@ -106,7 +108,7 @@ class Tan2d(GroundingModel):
                 "sentence": sentence,
                 # the two sides of the Hadamard fusion: each clip as its own cell (the map's diagonal, the first N
                 # cells) and the projected sentence
-                "fusion_clips": cells[:, : self.cfg.num_clips],
+                "fusion_clips": cells[:, : self.cfg.map_size],
                 "fusion_sentence": text,
                 "words": words,
                 "word_mask": batch.word_mask,
@@ -118,7 +120,7 @@ class Tan2d(GroundingModel):
         if batch.windows is None:
             raise ValueError("tan2d is fully supervised: the batch has no windows")
         frac = (batch.windows / batch.duration[:, None].clamp(min=1e-6)).clamp(0.0, 1.0)
-        return scaled_iou_targets(frac, self.cfg.num_clips, self.cfg.t_min, self.cfg.t_max)
+        return scaled_iou_targets(frac, self.cfg.map_size, self.cfg.t_min, self.cfg.t_max)
 
     def loss(self, out: Output, batch: Batch) -> dict[str, torch.Tensor]:
         """BCE of the per-cell scores against scaled-IoU labels over candidate cells."""
@@ -128,7 +130,7 @@ class Tan2d(GroundingModel):
     @torch.no_grad()
     def decode(self, out: Output, batch: Batch, k: int = 5) -> list[list[Moment]]:
         """Rank candidate cells, suppress overlaps (NMS), return the top ``k`` in seconds."""
-        N = self.cfg.num_clips
+        N = self.cfg.map_size
         mask = self.candidate_mask
         start, end = moment_bounds(N, mask.device)
         segments = torch.stack([start[mask], end[mask]], -1)  # [M,2] fractions

@@ -64,20 +64,20 @@ class MomentMap(nn.Module):
     is the max over its clips), ``variant="conv"`` with a learned Conv1d + ReLU per layer.
     """
 
-    def __init__(self, num_clips: int, hidden: int, variant: Literal["pool", "conv"] = "pool") -> None:
+    def __init__(self, map_size: int, hidden: int, variant: Literal["pool", "conv"] = "pool") -> None:
         super().__init__()
-        self.num_clips = num_clips
+        self.map_size = map_size
         self.variant = variant
-        self.steps = self._plan(num_clips)
+        self.steps = self._plan(map_size)
         self.convs = nn.ModuleList()
         if variant == "conv":
             for kernel, stride, *_ in self.steps:
                 self.convs.append(nn.Conv1d(hidden, hidden, kernel, stride))
-        idx = torch.arange(num_clips)
+        idx = torch.arange(map_size)
         # Every candidate cell (a, b), in the order cell_values lists them: the diagonal, then each layer's.
         starts = torch.cat([idx] + [s for _, _, s, _ in self.steps])
         ends = torch.cat([idx] + [e for _, _, _, e in self.steps])
-        mask = torch.zeros(num_clips, num_clips, dtype=torch.bool)
+        mask = torch.zeros(map_size, map_size, dtype=torch.bool)
         mask[starts, ends] = True
         self.register_buffer("mask", mask, persistent=False)
         self.register_buffer("cell_start", starts, persistent=False)
@@ -114,7 +114,7 @@ class MomentMap(nn.Module):
 
     def scatter(self, values: torch.Tensor) -> torch.Tensor:
         """Cell features [B,C,M] -> the map [B,C,N,N], zeros outside the candidate cells."""
-        n = self.num_clips
+        n = self.map_size
         out = values.new_zeros(values.shape[0], values.shape[1], n, n)
         out[:, :, self.cell_start, self.cell_end] = values  # one index_put: the cells are distinct
         return out
