@@ -22,7 +22,9 @@ def main() -> None:
     from momentloc.config import load_config
     from momentloc.config_files import experiment_config
     from momentloc.data.sources import make_dataset, split_pairs
-    from momentloc.training import evaluate_checkpoint, module_from_checkpoint, train
+    from momentloc.eval_run import evaluate_checkpoint
+    from momentloc.restore import module_from_checkpoint
+    from momentloc.training import train
 
     config, seed, *sets = sys.argv[1:]
     out = ROOT / "runs" / "diag"

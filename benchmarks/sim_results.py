@@ -93,7 +93,8 @@ def sim_table(rows: list[dict]) -> str:
 def run_trained(row: str, seed: int, args: argparse.Namespace) -> dict:
     """Train a row's config with one seed; evaluate its selected checkpoint on test."""
     from momentloc.config import load_config
-    from momentloc.training import evaluate_checkpoint, train
+    from momentloc.eval_run import evaluate_checkpoint
+    from momentloc.training import train
 
     stem, sets, _ = ROWS[row]
     path = sim_config(stem, args.scale, args.dim, args.epochs, args.out_dir / "configs")

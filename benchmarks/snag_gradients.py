@@ -24,7 +24,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from momentloc.data.dataset import VideoCentricSampler
-    from momentloc.training import make_optimizer
+    from momentloc.optim import make_optimizer
 
     cfg, bundle, module = ci_module(args, ())
     sampler = VideoCentricSampler(bundle.train.pairs, cfg.train.batch_size, cfg.data.queries_per_video, seed=args.seed)

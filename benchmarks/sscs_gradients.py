@@ -23,7 +23,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     args = ap.parse_args()
 
-    from momentloc.training import make_optimizer
+    from momentloc.optim import make_optimizer
 
     cfg, bundle, module = ci_module(args, [f"train.batch_size={args.batch_size}"])
     opt = make_optimizer(cfg.optim, module.named_parameters(), cfg.train.epochs)

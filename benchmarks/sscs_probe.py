@@ -28,7 +28,7 @@ def main() -> None:
     from momentloc.data.sources import build_data
     from momentloc.objectives.support_set import gt_clip_mask, pool_support
     from momentloc.registry import get_model_class
-    from momentloc.training import module_from_checkpoint
+    from momentloc.restore import module_from_checkpoint
 
     print("| checkpoint | attention mass in the moment | chance (moment share) | top clip in the moment "
           "| in-batch retrieval (Eq. 6) | chance |")

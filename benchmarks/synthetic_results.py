@@ -35,7 +35,8 @@ def run_one(config: str, seed: int, size: str, out_dir: Path, overrides: list[st
     """Train one config with one seed, evaluate its selected checkpoint on test."""
     from momentloc.config import load_config
     from momentloc.config_files import experiment_config
-    from momentloc.training import evaluate_checkpoint, train
+    from momentloc.eval_run import evaluate_checkpoint
+    from momentloc.training import train
 
     path = experiment_config(config)
     # one fresh run directory per (variant, seed): a run must not find older checkpoints

@@ -25,7 +25,8 @@ def val_r1(config: str, root: Path, out: Path, *extra: str) -> float:
 
 def metrics_on_test(config: str, root: Path, out: Path, *extra: str) -> dict:
     """Test-split metrics of the last checkpoint after training ``config``."""
-    from momentloc.training import evaluate_checkpoint, train
+    from momentloc.eval_run import evaluate_checkpoint
+    from momentloc.training import train
 
     result = train(load_config(CONFIGS / f"{config}.yaml", _overrides(root, out, extra)))
     return evaluate_checkpoint(result.checkpoint, "test", [f"train.out_dir={out}"], breakdowns=False)[0]

@@ -368,7 +368,8 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch():
 
 
 def _train_and_test(config: str, root, out, *extra: str) -> dict:
-    from momentloc.training import evaluate_checkpoint, train
+    from momentloc.eval_run import evaluate_checkpoint
+    from momentloc.training import train
 
     over = [f"data.annotations={root}", f"train.out_dir={out}", "train.progress=false", *extra]
     result = train(load_config(CONFIGS / config, over))

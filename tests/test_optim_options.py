@@ -16,16 +16,11 @@ from momentloc.config import OptimConfig, load_config
 from momentloc.data.text import Vocabulary
 from momentloc.errors import ConfigError
 from momentloc.models.base import InputSpec
-from momentloc.training import (
-    GroundingModule,
-    WeightAverage,
-    evaluate_checkpoint,
-    make_optimizer,
-    module_from_checkpoint,
-    param_groups,
-    schedule_factor,
-    train,
-)
+from momentloc.ema import WeightAverage
+from momentloc.eval_run import evaluate_checkpoint
+from momentloc.optim import make_optimizer, param_groups, schedule_factor
+from momentloc.restore import module_from_checkpoint
+from momentloc.training import GroundingModule, train
 
 
 class Tiny(nn.Module):

@@ -211,7 +211,8 @@ def test_prior_scores_exactly_what_it_scores_on_the_real_annotations(sim_slice, 
     from momentloc.config import load_config
     from momentloc.data.sources import split_pairs
     from momentloc.models.prior import fit_prior_moments
-    from momentloc.training import evaluate_checkpoint, train
+    from momentloc.eval_run import evaluate_checkpoint
+    from momentloc.training import train
 
     out, spec = sim_slice
     configs = Path(__file__).resolve().parents[1] / "configs" / "experiment"

@@ -274,7 +274,7 @@ def test_paper_config_trains_one_step(name: str, num_clips: int) -> None:
 
 
 def test_ci_config_uses_the_release_block_per_step_schedule_and_decay_exemptions() -> None:
-    from momentloc.training import make_optimizer, schedule_factor
+    from momentloc.optim import make_optimizer, schedule_factor
 
     cfg = load_config(CONFIGS / "snag_synthetic_ci.yaml")
     assert cfg.model.params["encoder_block"] == "release"

@@ -14,7 +14,9 @@ from momentloc.checkpoint import load_checkpoint
 from momentloc.config import load_config
 from momentloc.errors import CheckpointError
 from momentloc.loss_watch import NonFiniteLossError
-from momentloc.training import evaluate_checkpoint, module_from_checkpoint, train
+from momentloc.eval_run import evaluate_checkpoint
+from momentloc.restore import module_from_checkpoint
+from momentloc.training import train
 
 
 @pytest.fixture(scope="module")

@@ -289,7 +289,7 @@ def _train(config: str, root, out):
 
 
 def _test(checkpoint, out, *overrides: str) -> dict:
-    from momentloc.training import evaluate_checkpoint
+    from momentloc.eval_run import evaluate_checkpoint
 
     return evaluate_checkpoint(checkpoint, "test", [f"train.out_dir={out}", *overrides], breakdowns=False)[0]
 
@@ -297,7 +297,8 @@ def _test(checkpoint, out, *overrides: str) -> dict:
 def _test_similarities(checkpoint, out) -> tuple[float, float]:
     """Mean c(V, Q+) and c(V, Q-) (Eq. 13) over the test pairs, Q- a sentence of another video."""
     from momentloc.data.sources import make_dataset, split_pairs
-    from momentloc.training import eval_loader, module_from_checkpoint
+    from momentloc.data.dataset import eval_loader
+    from momentloc.restore import module_from_checkpoint
 
     module = module_from_checkpoint(checkpoint, [f"train.out_dir={out}"])
     model = module.model.eval()

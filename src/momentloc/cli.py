@@ -139,7 +139,7 @@ def eval_cmd(
 ) -> None:
     """Evaluate a checkpoint on a split: print the table, write metrics and predictions."""
     from momentloc.metrics.predictions import write_predictions_jsonl
-    from momentloc.training import evaluate_checkpoint
+    from momentloc.eval_run import evaluate_checkpoint
 
     start = time.perf_counter()
     metrics, preds, pairs = evaluate_checkpoint(checkpoint, split, set_ or [], devices=devices)

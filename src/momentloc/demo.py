@@ -26,7 +26,8 @@ def table_row(name: str, metrics: dict, seconds: float, shown: tuple[str, ...] =
 
 
 def _train_eval(config: Path, out_dir: Path, overrides: list[str]) -> tuple[dict, Path, float]:
-    from momentloc.training import evaluate_checkpoint, train
+    from momentloc.eval_run import evaluate_checkpoint
+    from momentloc.training import train
 
     cfg = load_config(config, [f"train.out_dir={out_dir}", *overrides])
     t0 = time.perf_counter()

@@ -25,7 +25,8 @@ def run_sim_demo(out_dir: Path, say: Callable[[str], None], shown: tuple[str, ..
     from momentloc.data.sources import annotation_root, ensure_generated, feature_path, split_pairs
     from momentloc.metrics import evaluate_moments
     from momentloc.sim_scale import sim_config
-    from momentloc.training import evaluate_checkpoint, train
+    from momentloc.eval_run import evaluate_checkpoint
+    from momentloc.training import train
 
     sets = [f"data.simulate.max_videos={SLICE_VIDEOS}", f"train.out_dir={out_dir}", "train.progress=false"]
     t0 = time.perf_counter()

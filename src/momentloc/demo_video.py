@@ -68,7 +68,8 @@ def colour_durations(root: Path) -> dict[str, float]:
 def train_colour_grounder(work: Path, videos: int = 80, epochs: int = 12, seed: int = 0) -> ColourGrounder:
     """Write colour videos, extract their tiny-encoder features at 2 fps, train and test a span model."""
     from momentloc.encoders import TinyEncoder
-    from momentloc.training import evaluate_checkpoint, train
+    from momentloc.eval_run import evaluate_checkpoint
+    from momentloc.training import train
     from momentloc.video import extract_features, list_videos, write_colour_dataset
 
     root = write_colour_dataset(work / "data", videos=videos, seed=seed)

@@ -36,14 +36,6 @@ class EncodedVideo:
     name: str = "video"
 
 
-class _Parts(nn.Module):
-    """Holds a bare model with its vocabulary and config, shaped like the training module."""
-
-    def __init__(self, model: nn.Module, vocab: Any, cfg: Any) -> None:
-        super().__init__()
-        self.model, self.vocab, self.cfg = model, vocab, cfg
-
-
 class Predictor:
     """Loads a checkpoint once; encodes a video once; answers many queries against it."""
 
@@ -78,9 +70,8 @@ class Predictor:
         ``encoder`` (or ``weights`` for the spec's own encoder) is what raw videos are encoded with; it must
         match the spec, else a ``CheckpointError`` is raised when a raw video is first encoded.
         """
-        from momentloc.training import module_from_checkpoint
-
         from momentloc.checkpoint import check_finite_weights
+        from momentloc.restore import module_from_checkpoint
 
         dev = check_device(device) if device else ("cuda" if torch.cuda.is_available() else "cpu")
         module = module_from_checkpoint(Path(path))
@@ -95,7 +86,9 @@ class Predictor:
     def from_model(cls, model: nn.Module, vocab: Any, cfg: Any, device: str = "cpu", feature_spec: Optional["FeatureSpec"] = None,
                    encoder: Optional["FrameEncoder"] = None) -> "Predictor":
         """Wrap an in-memory model (with its vocabulary and experiment config) without a checkpoint file."""
-        return cls(_Parts(model, vocab, cfg), device, feature_spec, encoder)
+        from momentloc.restore import LoadedModel
+
+        return cls(LoadedModel(model, vocab, cfg), device, feature_spec, encoder)
 
     @property
     def feature_dim(self) -> int:

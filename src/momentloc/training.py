@@ -1,14 +1,13 @@
-"""The Lightning module around any grounding model, its data module, and train / evaluate entry points."""
+"""The Lightning module around any grounding model, its data module, the trainer, and the train entry point."""
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import lightning as L
 import torch
@@ -17,16 +16,19 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader, DistributedSampler
 
-from momentloc.checkpoint import EMA_KEY, FORMAT, atomic_save, evaluation_state, load_checkpoint
-from momentloc.config import ExperimentConfig, OptimConfig, apply_overrides, validate
-from momentloc.data.dataset import GroundingDataset, VideoCentricSampler, VideoOrderSampler
-from momentloc.data.sources import build_data, make_dataset, split_pairs
+from momentloc.checkpoint import EMA_KEY, FORMAT, atomic_save, load_checkpoint
+from momentloc.config import ExperimentConfig
+from momentloc.data.dataset import GroundingDataset, VideoCentricSampler, eval_loader
+from momentloc.data.sources import build_data
 from momentloc.data.text import Vocabulary
-from momentloc.errors import CheckpointError, ConfigError
+from momentloc.ema import WeightAverage
+from momentloc.errors import ConfigError
 from momentloc.loss_watch import LossWatch
 from momentloc.metrics import evaluate_moments
 from momentloc.models.base import InputSpec
 from momentloc.models.build import WeightedObjectives, build_model
+from momentloc.optim import make_optimizer
+from momentloc.restore import check_weights
 from momentloc.types import Batch, Moment
 
 
@@ -53,57 +55,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(self, path: Any, map_location: Optional[Any] = None, weights_only: Optional[bool] = None) -> dict[str, Any]:
         # Resuming reads the file through the same checked, weights-only loader as evaluation.
         return load_checkpoint(path, map_location=map_location or "cpu")
-
-
-class WeightAverage:
-    """An exponential moving average of a module's trainable parameters, by parameter name.
-
-    ``update`` does ``avg = decay * avg + (1 - decay) * param``; ``swap`` exchanges the averages and the
-    parameters in place, so swapping twice restores both exactly. Buffers are not averaged.
-    """
-
-    def __init__(self, decay: float) -> None:
-        self.decay = decay
-        self.values: dict[str, torch.Tensor] = {}
-
-    @staticmethod
-    def _trainable(module: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
-        return {n: p for n, p in module.named_parameters() if p.requires_grad}
-
-    def _average(self, name: str, param: torch.Tensor) -> torch.Tensor:
-        """The average of ``name``, on ``param``'s device (a loaded average arrives on the CPU)."""
-        avg = self.values[name]
-        if avg.device != param.device:
-            avg = self.values[name] = avg.to(param.device)
-        return avg
-
-    @torch.no_grad()
-    def reset(self, module: torch.nn.Module) -> None:
-        """Start the average at the module's current weights."""
-        self.values = {n: p.detach().clone() for n, p in self._trainable(module).items()}
-
-    @torch.no_grad()
-    def update(self, module: torch.nn.Module) -> None:
-        """One averaging step, after an optimiser step."""
-        for name, param in self._trainable(module).items():
-            self._average(name, param).mul_(self.decay).add_(param.detach(), alpha=1 - self.decay)
-
-    @torch.no_grad()
-    def swap(self, module: torch.nn.Module) -> None:
-        """Put the averages into the module and its weights into the averages."""
-        for name, param in self._trainable(module).items():
-            avg = self._average(name, param)
-            held = param.detach().clone()
-            param.copy_(avg)
-            avg.copy_(held)
-
-    def load(self, values: dict[str, Any], module: torch.nn.Module) -> None:
-        """Take stored averages; their names must be the module's trainable parameters."""
-        expected = set(self._trainable(module))
-        diff = sorted(set(values) ^ expected) or sorted(k for k, v in values.items() if not isinstance(v, torch.Tensor))
-        if diff:
-            raise CheckpointError(f"the stored weight average does not fit the model (first difference: {diff[0]})")
-        self.values = {k: v.detach().clone() for k, v in values.items()}
 
 
 class GroundingModule(L.LightningModule):
@@ -243,98 +194,6 @@ def _store_feature_spec(cfg: ExperimentConfig) -> Optional[dict]:
     return spec.to_dict() if spec is not None else None
 
 
-NamedParams = Iterable[tuple[str, torch.nn.Parameter]]
-
-
-def decay_exempt(name: str, param: torch.Tensor, names: Sequence[str] = ()) -> bool:
-    """Whether ``optim.no_decay`` exempts a parameter: a bias, any 1-D (or scalar) parameter — norm
-    weights, scales — or a name containing one of ``names``."""
-    return name.endswith("bias") or param.ndim <= 1 or any(n in name for n in names)
-
-
-def lr_factor(multipliers: dict[str, float], name: str) -> float:
-    """The ``optim.lr_multipliers`` factor of a parameter: its longest matching name prefix's, else 1."""
-    hits = [prefix for prefix in multipliers if _under(name, prefix)]
-    return multipliers[max(hits, key=len)] if hits else 1.0
-
-
-def _under(name: str, prefix: str) -> bool:
-    """``name`` is ``prefix`` or lies under it (prefixes end at a dot: "model.text" is not under "model.te")."""
-    return name == prefix or name.startswith(prefix.rstrip(".") + ".")
-
-
-def _check_prefixes(multipliers: dict[str, float], names: Sequence[str]) -> None:
-    """A prefix of ``optim.lr_multipliers`` that matches no parameter is a config error."""
-    for prefix in multipliers:
-        if not any(_under(n, prefix) for n in names):
-            tops = sorted({".".join(n.split(".")[:2]) for n in names})
-            raise ConfigError(f"optim.lr_multipliers: prefix {prefix!r} matches no parameter "
-                              f"(parameter names start with e.g. {', '.join(tops[:8])})")
-
-
-def param_groups(cfg: OptimConfig, named: NamedParams) -> list[dict[str, Any]]:
-    """Trainable parameters grouped by lr factor and weight decay (``optim.lr_multipliers``, ``optim.no_decay``)."""
-    named = list(named)
-    _check_prefixes(cfg.lr_multipliers, [n for n, _ in named])
-    groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
-    for name, param in named:
-        if param.requires_grad:
-            exempt = cfg.no_decay and decay_exempt(name, param, cfg.no_decay_names)
-            groups.setdefault((lr_factor(cfg.lr_multipliers, name), exempt), []).append(param)
-    return [{"params": ps, "lr": cfg.lr * factor, "weight_decay": 0.0 if exempt else cfg.weight_decay}
-            for (factor, exempt), ps in groups.items()]
-
-
-def schedule_factor(cfg: OptimConfig, epochs: int, steps_per_epoch: int = 1) -> Callable[[int], float]:
-    """The lr factor of the ``cosine``, ``warmup_cosine`` and ``warmup_constant`` schedules, per epoch or,
-    with ``schedule_interval: step``, per optimiser step (``steps_per_epoch`` of them in an epoch).
-
-    Warm-up: epoch ``e < warmup_epochs`` gets ``(e + 1) / (warmup_epochs + 1)``; then ``warmup_constant``
-    keeps 1 and the cosine ones decay from 1 to 0 over the remaining epochs (in steps when per step).
-    """
-    per = steps_per_epoch if cfg.schedule_interval == "step" else 1
-    epochs = epochs * per
-    warm = (cfg.warmup_epochs if cfg.scheduler in ("warmup_cosine", "warmup_constant") else 0.0) * per
-    constant = cfg.scheduler == "warmup_constant"
-
-    def factor(epoch: int) -> float:
-        if epoch < warm:
-            return (epoch + 1) / (warm + 1)
-        if constant:
-            return 1.0
-        span = max(1.0, epochs - warm)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (epoch - warm) / span)))
-
-    return factor
-
-
-def make_optimizer(
-    cfg: OptimConfig, named: NamedParams, epochs: int, monitor: str = "val/R1@0.5", steps_per_epoch: int = 1
-) -> Any:
-    """The configured optimiser and (per-epoch) learning-rate schedule over ``named_parameters()``."""
-    named = list(named)
-    params: Any = [p for _, p in named if p.requires_grad]
-    if cfg.no_decay or cfg.lr_multipliers:
-        params = param_groups(cfg, named)
-    if cfg.name == "sgd":
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    elif cfg.name == "adam":
-        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.scheduler == "none":
-        return opt
-    if cfg.scheduler == "plateau":
-        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=cfg.gamma, patience=cfg.patience)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": plateau, "monitor": monitor, "interval": "epoch"}}
-    if cfg.scheduler == "step":
-        sched = torch.optim.lr_scheduler.StepLR(opt, cfg.step_size, cfg.gamma)
-    else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule_factor(cfg, epochs, steps_per_epoch))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": cfg.schedule_interval}}
-    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
-
-
 class GroundingData(L.LightningDataModule):
     """Loaders built after the process group exists, so each rank takes its own shard."""
 
@@ -359,12 +218,6 @@ class GroundingData(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return eval_loader(self.val_set, self.cfg.train.eval_batch_size, *self._rank(), self.cfg.train.num_workers)
-
-
-def eval_loader(ds: GroundingDataset, batch_size: int, rank: int = 0, world: int = 1, workers: int = 0) -> DataLoader:
-    """A loader over one rank's shard, queries grouped by video (padded with repeats, removed after gathering)."""
-    sampler = VideoOrderSampler(ds.pairs, rank=rank, world=world)
-    return DataLoader(ds, batch_size=batch_size, sampler=sampler, collate_fn=ds.collate, num_workers=workers)
 
 
 class _EpochSeeder(L.Callback):
@@ -496,7 +349,7 @@ def train(cfg: ExperimentConfig, resume: Optional[str] = None, run_dir: Optional
     metrics_rows: list[dict[str, str]] = []
     if resume_path is not None:
         ckpt = load_checkpoint(resume_path)
-        _check_weights(resume_path, cfg.model.name, module.state_dict(), ckpt.get("state_dict") or {})
+        check_weights(resume_path, cfg.model.name, module.state_dict(), ckpt.get("state_dict") or {})
         metrics_header, metrics_rows = runs.metrics_before(run_dir, runs.checkpoint_epoch(ckpt))
         del ckpt
     ckpt_dir = run_dir / "checkpoints"
@@ -516,98 +369,20 @@ def train(cfg: ExperimentConfig, resume: Optional[str] = None, run_dir: Optional
     return TrainResult(ckpt_dir / "last.ckpt", best, dict(module.metrics), seconds, run_dir)
 
 
-def module_from_checkpoint(path: Path, overrides: Optional[list[str]] = None) -> GroundingModule:
-    """Rebuild the module (config, vocabulary, weights — the weight average if the run kept one) from a checkpoint, safely."""
-    ckpt = load_checkpoint(path)
-    meta = ckpt["momentloc"]
-    cfg = validate(apply_overrides(meta["config"], overrides or []), f"{path} (embedded config)")
-    try:
-        vocab = Vocabulary.from_payload(meta["vocab"])
-        spec = InputSpec(**meta["spec"])
-        module = GroundingModule(cfg, spec, vocab)
-    except (KeyError, TypeError) as err:
-        raise CheckpointError(f"{path}: incomplete momentloc section ({type(err).__name__}: {err})") from None
-    except ConfigError as err:  # e.g. the embedded config names a model its parameters do not fit
-        raise CheckpointError(f"{path}: embedded config: {err}") from None
-    if not isinstance(ckpt.get("state_dict"), dict):
-        raise CheckpointError(f"{path}: no state_dict (expected a Lightning checkpoint written by momentloc train)")
-    state = evaluation_state(ckpt)  # the weight average, when the run kept one
-    _check_weights(path, cfg.model.name, module.state_dict(), state)
-    module.load_state_dict(state, strict=True)
-    return module
+# Names that moved to modules of their own, still reachable here for existing scripts.
+_MOVED = {
+    "module_from_checkpoint": "momentloc.restore", "evaluate_checkpoint": "momentloc.eval_run",
+    "eval_loader": "momentloc.data.dataset", "WeightAverage": "momentloc.ema", "make_optimizer": "momentloc.optim",
+    "schedule_factor": "momentloc.optim", "param_groups": "momentloc.optim", "decay_exempt": "momentloc.optim",
+    "lr_factor": "momentloc.optim",
+}
 
 
-def _check_weights(path: Path, model: str, expected: dict[str, torch.Tensor], found: dict[str, Any]) -> None:
-    """Refuse weights that do not fit the model (names or shapes), naming the first few differences."""
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    shapes = [k for k in expected if k in found and tuple(getattr(found[k], "shape", ())) != tuple(expected[k].shape)]
-    if not (missing or unexpected or shapes):
-        return
-    parts = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("other shape", shapes)):
-        if keys:
-            first = keys[0]
-            detail = (f" {tuple(found[first].shape)} instead of {tuple(expected[first].shape)}"
-                      if label == "other shape" else "")
-            parts.append(f"{len(keys)} {label} (first: {first}{detail})")
-    raise CheckpointError(f"{path}: weights do not fit model {model!r}: {'; '.join(parts)}")
+def __getattr__(name: str) -> Any:
+    """A moved name, taken from its new module with a warning that names it."""
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-
-def evaluate_checkpoint(
-    path: Path,
-    split: str = "test",
-    overrides: Optional[list[str]] = None,
-    devices: Any = None,
-    batch_size: Optional[int] = None,
-    breakdowns: bool = True,
-) -> tuple[dict[str, float], dict[int, list[Moment]], list]:
-    """Metrics, predictions by pair index, and the pairs of ``split`` for a checkpoint."""
-    from momentloc.checkpoint import check_finite_weights
-    from momentloc.runs import require_generated
-
-    module = module_from_checkpoint(path, overrides)
-    check_finite_weights(path, module.state_dict())
-    cfg = module.cfg
-    require_generated(cfg.data)
-    _check_store_features(path, cfg)
-    pairs = split_pairs(cfg.data, split, seed=cfg.train.seed)
-    ds = make_dataset(cfg.data, pairs, module.vocab, "weak")
-    module.eval_pairs = pairs
-    trainer = _trainer(cfg, Path(cfg.train.out_dir) / cfg.name, [], devices=devices, logger=False)
-    for callback in trainer.callbacks:
-        if isinstance(callback, _ProgressBar):
-            callback.label = split
-    loader_bs = batch_size or cfg.train.eval_batch_size
-    trainer.validate(module, datamodule=_EvalData(ds, loader_bs, cfg.train.num_workers), verbose=False)
-    preds = module.predictions
-    metrics = dict(module.metrics)
-    if breakdowns and preds and all(p.windows for p in pairs):
-        metrics = evaluate_moments(pairs, [preds[i] for i in range(len(pairs))], breakdowns=True)
-    return metrics, preds, pairs
-
-
-def _check_store_features(path: Path, cfg: ExperimentConfig) -> None:
-    """Refuse a feature store whose recorded spec differs from the one the checkpoint was trained on."""
-    from momentloc.data.sources import feature_path
-
-    try:
-        from momentloc.video import checkpoint_feature_spec, read_store_spec
-    except ImportError:  # the [video] extra is not installed
-        return
-    trained = checkpoint_feature_spec(path)
-    store = feature_path(cfg.data)
-    found = read_store_spec(store) if store.exists() else None
-    if trained is not None and found is not None and not trained.same_features(found):
-        raise CheckpointError(f"{path}: trained on features of {trained.describe()}, "
-                              f"but the store {store} holds {found.describe()}")
-
-
-class _EvalData(L.LightningDataModule):
-    def __init__(self, ds: GroundingDataset, batch_size: int, workers: int) -> None:
-        super().__init__()
-        self.ds, self.bs, self.workers = ds, batch_size, workers
-
-    def val_dataloader(self) -> DataLoader:
-        t = self.trainer
-        return eval_loader(self.ds, self.bs, t.global_rank, t.world_size, self.workers)
+    warnings.warn(f"momentloc.training.{name} moved to {_MOVED[name]}.{name}", DeprecationWarning, stacklevel=2)
+    return getattr(importlib.import_module(_MOVED[name]), name)

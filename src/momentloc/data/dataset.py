@@ -8,7 +8,7 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from momentloc.data.crop import crop_items
 from momentloc.data.features import FeatureStore, resample
@@ -224,3 +224,9 @@ class VideoOrderSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+def eval_loader(ds: GroundingDataset, batch_size: int, rank: int = 0, world: int = 1, workers: int = 0) -> DataLoader:
+    """A loader over one rank's shard, queries grouped by video (padded with repeats, removed after gathering)."""
+    sampler = VideoOrderSampler(ds.pairs, rank=rank, world=world)
+    return DataLoader(ds, batch_size=batch_size, sampler=sampler, collate_fn=ds.collate, num_workers=workers)
