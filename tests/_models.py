@@ -25,16 +25,26 @@ from momentloc.models.build import build_model
 from momentloc.types import Batch, Pair
 
 CI_SUFFIX = "_synthetic_ci"
+# Where experiment configs are looked up, in order (a test of a model outside the package adds its folder).
+CONFIG_FOLDERS: list[Path] = [CONFIGS]
 
 
-def ci_config_path(model: str, folder: Path = CONFIGS) -> Path:
-    """Where the CI-size experiment config of ``model`` lives."""
-    return folder / f"{model}{CI_SUFFIX}.yaml"
+def config_path(stem: str) -> Path:
+    """The experiment config ``<stem>.yaml`` from the first of ``CONFIG_FOLDERS`` that has it."""
+    for folder in CONFIG_FOLDERS:
+        if (folder / f"{stem}.yaml").is_file():
+            return folder / f"{stem}.yaml"
+    raise FileNotFoundError(f"no experiment config {stem}.yaml in {', '.join(map(str, CONFIG_FOLDERS))}")
 
 
-def ci_config(model: str, folder: Path = CONFIGS) -> ExperimentConfig:
+def ci_config_name(model: str) -> str:
+    """The name of the CI-size experiment config every model ships."""
+    return f"{model}{CI_SUFFIX}"
+
+
+def ci_config(model: str) -> ExperimentConfig:
     """The CI-size experiment config of ``model``."""
-    return load_config(ci_config_path(model, folder))
+    return load_config(config_path(ci_config_name(model)))
 
 
 @dataclass
@@ -65,8 +75,8 @@ def tiny_parts(root: Path) -> Parts:
     return Parts(pairs, FeatureStore(root / "features.hdf5", dim=16), load_glove_pickle(root / "glove.pkl"))
 
 
-def ci_model(model: str, vocab: Vocabulary, folder: Path = CONFIGS, seed: int = 0) -> GroundingModel:
+def ci_model(model: str, vocab: Vocabulary, seed: int = 0) -> GroundingModel:
     """``model`` with the parameters of its CI config, for the tiny benchmark's shapes, seeded."""
-    cfg = ci_config(model, folder)
+    cfg = ci_config(model)
     torch.manual_seed(seed)
     return build_model(cfg, InputSpec(video_dim=16, text_dim=vocab.dim, vocab_size=len(vocab), num_clips=cfg.data.num_clips))

@@ -9,36 +9,42 @@ from pathlib import Path
 
 import pytest
 import torch
-from _helpers import CONFIGS
-from _models import ci_config_path
+from _models import ci_config_name, config_path
 
+import momentloc
+import momentloc.models
 from momentloc.config import load_config
 from momentloc.data.random_batch import random_batch
 from momentloc.models.base import InputSpec
 from momentloc.models.build import WeightedObjectives, build_model
 from momentloc.registry import get_model_class, model_names
 
-SRC = str(Path(__file__).resolve().parents[1] / "src" / "momentloc")
 # Every registered model's CI config, and configs that switch on more: paper sizes, plug-in objectives.
 MORE = ["tan2d_charades_sta", "snag_msc_synthetic_ci", "tan2d_sscs_synthetic_ci"]
-ALL = [ci_config_path(name).stem for name in model_names()] + MORE
+ALL = [ci_config_name(name) for name in model_names()] + MORE
 # The prior's training step counts windows into a histogram (torch.nonzero); it trains no weight.
 READS_IN_TRAINING = {"prior_synthetic_ci"}
 
 
-def _caller_is_ours() -> bool:
+def _our_folders() -> tuple[str, ...]:
+    """Where momentloc's code lives: the package, and every folder its models are found in."""
+    return tuple(str(Path(p).resolve()) for p in (*momentloc.__path__, *momentloc.models.__path__))
+
+
+def _caller_is_ours(ours: tuple[str, ...]) -> bool:
     frame = sys._getframe(2)
-    return frame.f_code.co_filename.startswith(SRC)
+    return frame.f_code.co_filename.startswith(ours)
 
 
 @pytest.fixture
 def reads(monkeypatch) -> list[str]:
     """Host reads made by momentloc's code (method name and file:line)."""
     seen: list[str] = []
+    ours = _our_folders()
 
     def spy(name: str, original):
         def wrapped(*args, **kwargs):
-            if _caller_is_ours():
+            if _caller_is_ours(ours):
                 f = sys._getframe(1)
                 seen.append(f"{name} at {Path(f.f_code.co_filename).name}:{f.f_lineno}")
             return original(*args, **kwargs)
@@ -52,7 +58,7 @@ def reads(monkeypatch) -> list[str]:
 
 @pytest.mark.parametrize("config", [c for c in ALL if c not in READS_IN_TRAINING])
 def test_training_forward_and_loss_read_nothing_back(config: str, reads: list[str]) -> None:
-    cfg = load_config(CONFIGS / f"{config}.yaml")
+    cfg = load_config(config_path(config))
     model_cls = get_model_class(cfg.model.name)
     torch.manual_seed(0)
     model = build_model(cfg, InputSpec(video_dim=cfg.data.feature_dim, text_dim=cfg.data.text.dim, vocab_size=50,
@@ -88,7 +94,7 @@ def test_the_watch_sees_a_read(reads: list[str]) -> None:
 def test_inference_reads_back_per_batch_not_per_query(config: str, reads: list[str]) -> None:
     """Forward + decode of many queries on one video reads the device as often as for two queries: the moments
     come back in a few whole-batch copies, never number by number (each read waits for a GPU)."""
-    cfg = load_config(CONFIGS / f"{config}.yaml")
+    cfg = load_config(config_path(config))
     model_cls = get_model_class(cfg.model.name)
     torch.manual_seed(0)
     model = build_model(cfg, InputSpec(video_dim=cfg.data.feature_dim, text_dim=cfg.data.text.dim, vocab_size=50,
