@@ -14,9 +14,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
-import yaml
 
-from momentloc.config import ExperimentConfig, apply_overrides, load_config, validate
+from momentloc.config import ExperimentConfig, apply_overrides, load_config, load_layers, validate
 from momentloc.config_files import experiments_dir
 from momentloc.data.random_batch import random_batch
 from momentloc.data.text import PAD, UNK, Vocabulary
@@ -78,10 +77,6 @@ class Shape:
         return self.videos * self.queries_per_video
 
 
-def _raw(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-
-
 def find_config(model: str, dataset: str = "charades_sta") -> tuple[Optional[Path], str]:
     """The experiment config to measure ``model`` with, and a note on how it was chosen.
 
@@ -91,7 +86,7 @@ def find_config(model: str, dataset: str = "charades_sta") -> tuple[Optional[Pat
     """
     own: list[tuple[int, int, Path]] = []
     for path in sorted(CONFIGS.glob("*.yaml")):
-        raw = _raw(path)
+        raw = load_layers(path)  # the model's name may come from a layer the config names in base:
         if (raw.get("model") or {}).get("name") != model:
             continue
         stem = path.stem
