@@ -31,8 +31,10 @@ def _chain(path: Path) -> list[Path]:
     return out
 
 
-def test_every_registered_model_has_one_layer():
-    assert sorted(p.stem for p in MODELS.glob("*.yaml")) == sorted(model_names())
+def test_every_layer_is_a_registered_model():
+    # A new model needs no layer (its one config may hold everything); one it has is named after it.
+    layers = {p.stem for p in MODELS.glob("*.yaml")}
+    assert layers and layers <= set(model_names())
 
 
 @pytest.mark.parametrize("layer", sorted(MODELS.glob("*.yaml")), ids=lambda p: p.stem)
