@@ -73,8 +73,8 @@ def list_cmd() -> None:
     """List registered models, objectives, datasets and shipped configs."""
     import textwrap
 
-    from momentloc.data.formats import DATASETS
     from momentloc.config_files import experiment_names
+    from momentloc.data.formats import DATASETS
     from momentloc.registry import get_model_class, model_names, objective_names, text_encoder_names
 
     def show(head: str, text: str = "") -> None:
