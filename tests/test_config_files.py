@@ -54,3 +54,15 @@ def test_resolve_config_from_another_folder(tmp_path, monkeypatch):
     # a path with a folder, or an unknown name, is left as given (loading it names the missing file)
     assert resolve_config(Path("elsewhere/span_synthetic_ci.yaml")) == Path("elsewhere/span_synthetic_ci.yaml")
     assert resolve_config(Path("nothing_like_it")) == Path("nothing_like_it")
+
+
+def test_simulated_charades_configs_layer_the_shipped_ones(tmp_path):
+    from momentloc.sim_scale import sim_config
+
+    cpu = load_config(sim_config("tan2d", "cpu", 64, 2, tmp_path))  # the CI model on the simulated data
+    assert (cpu.data.dataset, cpu.data.feature_dim, cpu.data.simulate["dim"]) == ("charades_sta", 64, 64)
+    assert (cpu.model.params["map_size"], cpu.model.params["hidden_size"], cpu.train.epochs) == (16, 64, 2)
+    paper = load_config(sim_config("snag", "paper", 64, None, tmp_path))  # the paper's model, through its layer
+    assert (paper.model.name, paper.model.params["hidden_dim"], paper.model.params["text_layers"]) == ("snag", 256, 5)
+    with pytest.raises(ConfigError, match="no shipped experiment config"):
+        sim_config("no_such_method", "paper", 64, None, tmp_path)
