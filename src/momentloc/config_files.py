@@ -42,7 +42,7 @@ def experiment_config(name: str) -> Path:
 
 
 def resolve_config(config: Path) -> Path:
-    """``config`` itself when it exists or names a folder; else the shipped experiment config of that bare name."""
+    """``config`` itself when it exists or has a folder part; else the shipped experiment config of that bare name."""
     if config.exists() or config.parent != Path("."):
         return config
     path = experiments_dir() / f"{config.stem}.yaml"
