@@ -22,7 +22,7 @@ from _models import ci_config_name, config_path
 import momentloc.models
 from momentloc import registry
 from momentloc.config import load_config
-from momentloc.models.base import InputSpec
+from momentloc.models.base import GroundingModel, InputSpec
 from momentloc.models.build import build_model
 from momentloc.registry import discover, get_model_class, model_names
 
@@ -109,12 +109,18 @@ def test_an_unknown_name_lists_the_known_ones():
 def test_a_model_must_declare_a_known_supervision(monkeypatch):
     monkeypatch.setattr(registry.MODELS, "entries", dict(registry.MODELS.entries))
 
-    class Odd:
+    class Odd(GroundingModel):
         supervision = "partial"
 
-    with pytest.raises(ValueError, match=r"model 'odd': supervision must be one of \('full', 'weak', 'point'\)"):
+    class Silent(GroundingModel):  # inherits no default: a model says which labels it learns from
+        pass
+
+    with pytest.raises(ValueError, match=r"model 'odd': supervision must be one of \('full', 'weak', 'point'\), "
+                                         r"got 'partial'"):
         registry.register_model("odd")(Odd)
-    assert "odd" not in registry.MODELS.entries
+    with pytest.raises(ValueError, match=r"model 'silent': supervision must be one of .*, got None"):
+        registry.register_model("silent")(Silent)
+    assert "odd" not in registry.MODELS.entries and "silent" not in registry.MODELS.entries
 
 
 @pytest.mark.parametrize("name", model_names())

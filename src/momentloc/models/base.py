@@ -76,7 +76,7 @@ class InputSpec:
 class GroundingModel(nn.Module, metaclass=ABCMeta):
     """Base class: forward / loss / decode, all times in seconds outside."""
 
-    supervision: ClassVar[str] = "full"
+    supervision: ClassVar[str]  # "full", "weak" or "point": each model declares it (register_model checks)
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     registry_name: ClassVar[str] = ""
 
