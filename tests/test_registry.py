@@ -99,6 +99,15 @@ def test_discovery_lists_every_module_of_the_package():
     assert set(model_names()) >= expected and "base" not in model_names()
 
 
+def test_help_imports_no_model_code():
+    # The registries import their modules only when a name is asked for, so `momentloc --help` stays fast.
+    code = ("import sys; from typer.testing import CliRunner; from momentloc.cli import app; "
+            "assert CliRunner().invoke(app, ['--help']).exit_code == 0; "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith(('momentloc.models', 'momentloc.registry'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
 def test_an_unknown_name_lists_the_known_ones():
     with pytest.raises(KeyError, match=r"unknown model 'spn'; known: fsan, prior, sg_sci, snag, span"):
         get_model_class("spn")
