@@ -10,7 +10,7 @@ import torch
 from _helpers import CONFIGS
 
 from momentloc.config import load_config
-from momentloc.data.dataset import collate
+from momentloc.data.batch import collate
 from momentloc.data.text import PAD, UNK, Vocabulary
 from momentloc.models.base import InputSpec
 from momentloc.models.build import build_model
@@ -46,7 +46,7 @@ def test_query_batch_matches_a_collated_batch(name: str) -> None:
     items = [{"index": i, "video_id": "v", "video": enc.features, "word_ids": torch.from_numpy(vocab.encode(q, 20)[0]),
               "duration": 30.0} for i, q in enumerate(queries)]
     with torch.no_grad():
-        batch = collate(items, vocab)
+        batch = collate(items, vocab.vectors)
         want = model.decode(model(batch), batch, 3)
     assert len(got) == len(want) == len(queries)
     for g, w in zip(got, want):
@@ -71,7 +71,7 @@ def test_queries_on_one_video_encode_it_once(name: str) -> None:
     rows = []
     model.get_submodule(VIDEO_INPUT[name]).register_forward_pre_hook(lambda m, args: rows.append(args[0].shape[0]))
     with torch.no_grad():
-        batch = collate(items, vocab)
+        batch = collate(items, vocab.vectors)
         assert batch.video_group.unique().numel() == 2
         shared = model.decode(model(batch), batch, 3)
         alone_batch = replace(batch, video_group=torch.arange(batch.size), num_videos=batch.size)

@@ -18,37 +18,86 @@ from momentloc.config import load_config
 from momentloc.registry import model_names
 
 # One step of training: enough to write a checkpoint whose weights are not the initial ones.
-ONE_STEP = ["train.epochs=1", "train.limit_train_batches=1", "train.batch_size=8"]
+ONE_STEP = ("train.epochs=1", "train.limit_train_batches=1", "train.batch_size=8")
+# Every step of clip preparation switched on: a fixed clip count and per-clip normalisation.
+PREPARED = ("data.num_clips=12", "data.normalize_features=true")
+CASES = [(name, ()) for name in model_names()] + [("span", PREPARED)]
+
+Case = tuple[str, tuple[str, ...]]
 
 
-def _train_one_step(model: str, root: Path, out: Path) -> Path:
-    """The checkpoint of ``<model>_synthetic_ci`` after one optimiser step on the tiny synthetic set."""
+def _train_one_step(case: Case, root: Path, out: Path) -> Path:
+    """The checkpoint of ``<model>_synthetic_ci`` (with the case's overrides) after one step on the tiny synthetic set."""
     from momentloc.training import train
 
-    cfg = load_config(CONFIGS / f"{model}_synthetic_ci.yaml", tiny_overrides(root, out) + ONE_STEP)
+    model, extra = case
+    runs = out / f"{model}_{len(extra)}"  # a run folder per case
+    cfg = load_config(CONFIGS / f"{model}_synthetic_ci.yaml", [*tiny_overrides(root, runs), *ONE_STEP, *extra])
     return train(cfg).checkpoint
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tiny_synth: Path, tmp_path_factory) -> dict[str, Path]:
-    """One one-step checkpoint per registered model, trained on first use."""
+def checkpoints(tiny_synth: Path, tmp_path_factory) -> dict[Case, Path]:
+    """One one-step checkpoint per case, trained on first use."""
     out = tmp_path_factory.mktemp("serving_runs")
-    made: dict[str, Path] = {}
 
-    class Lazy(dict):
-        def __missing__(self, model: str) -> Path:
-            made[model] = _train_one_step(model, tiny_synth, out)
-            return made[model]
+    class Trained(dict):
+        def __missing__(self, case: Case) -> Path:
+            self[case] = _train_one_step(case, tiny_synth, out)
+            return self[case]
 
-    return Lazy()
+    return Trained()
 
 
-def test_prediction_loads_without_the_trainer(checkpoints: dict[str, Path], tiny_synth: Path) -> None:
+def _written(path: Path) -> list[dict]:
+    """The rows of a predictions jsonl file."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _as_written(moments: list) -> list[list[float]]:
+    """Moments as ``eval --predictions`` writes them: [start, end, score], each gathered as a float32."""
+    return [[float(np.float32(v)) for v in m.as_list()] for m in moments]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join([c[0], *c[1]]))
+def test_predictor_answers_what_eval_writes(case: Case, checkpoints: dict[Case, Path], tmp_path: Path, capsys) -> None:
+    """Every registered model: ``Predictor.localize`` on each test video gives exactly the moments that
+    ``momentloc eval --predictions`` writes for the same (video, query) pairs.
+
+    Both run one query per forward pass: batched matrix products round differently with the batch's shape
+    (a few float32 ulps), which says nothing about the features, words and decoding the two paths share.
+    """
+    model = case[0]
+    from momentloc.data.features import FeatureStore
+    from momentloc.data.sources import feature_path, split_pairs
+    from momentloc.predict import Predictor
+
+    ckpt, written = checkpoints[case], tmp_path / "predictions.jsonl"
+    done = run_cli(capsys, ["eval", ckpt, "--split", "test", "--predictions", written,
+                            "--set", f"train.out_dir={tmp_path}", "--set", "train.eval_batch_size=1"])
+    assert done.code == 0, done.err
+    rows = _written(written)
+    pred = Predictor.from_checkpoint(ckpt, device="cpu")
+    pairs = split_pairs(pred.cfg.data, "test", seed=pred.cfg.train.seed)
+    assert [r["query"] for r in rows] == [p.query for p in pairs]
+    store = FeatureStore(feature_path(pred.cfg.data))
+    by_video: dict[str, list[int]] = {}
+    for i, p in enumerate(pairs):
+        by_video.setdefault(p.video_id, []).append(i)
+    for video_id, rows_of_video in by_video.items():
+        enc = pred.encode_video(store.get(video_id), duration=pairs[rows_of_video[0]].duration)
+        answers = pred.localize(enc, [pairs[i].query for i in rows_of_video], top_k=5, batch_size=1)
+        for i, moments in zip(rows_of_video, answers):
+            assert moments, f"{model}: no moment for pair {i}"
+            assert _as_written(moments) == rows[i]["pred_relevant_windows"], f"{model}: pair {i} ({video_id})"
+
+
+def test_prediction_loads_without_the_trainer(checkpoints: dict[Case, Path]) -> None:
     """Loading a checkpoint and localizing with it imports neither momentloc.training nor Lightning."""
     script = (
         "import sys, numpy as np\n"
         "from momentloc.predict import Predictor\n"
-        f"pred = Predictor.from_checkpoint({str(checkpoints['span'])!r}, device='cpu')\n"
+        f"pred = Predictor.from_checkpoint({str(checkpoints[('span', ())])!r}, device='cpu')\n"
         "moments = pred.localize(np.ones((20, 16), np.float32), 'a person opens the door', duration=10.0)\n"
         "assert moments and moments[0], moments\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')"

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from momentloc.data.features import check_features, resample
+from momentloc.data.batch import collate
+from momentloc.data.features import check_features, prepare_clips
 from momentloc.errors import CheckpointError, DataError, LimitError, MomentlocError
 from momentloc.types import Batch, Moment
 
@@ -59,7 +60,6 @@ class Predictor:
         self.max_clips = max_clips  # longest video (in clips) accepted; None: no limit
         self._lock = threading.Lock()
         self.videos_encoded = 0  # raw videos decoded and encoded (not served from the cache)
-        self._word_vectors = torch.from_numpy(self.vocab.vectors)  # a view; rows are gathered on the host
 
     @classmethod
     def from_checkpoint(cls, path: Union[str, Path], device: Optional[str] = None, encoder: Optional["FrameEncoder"] = None,
@@ -159,12 +159,8 @@ class Predictor:
             raise LimitError(source, f"{feats.shape[0]} clips, more than the limit of {self.max_clips}; raise it "
                                      "(--max-clips, or max_clips=) to accept longer videos")
         feats = check_features(feats, name, source, self.feature_dim, where=where)
-        if self.cfg.data.num_clips is not None:
-            feats = resample(feats, self.cfg.data.num_clips)
-        elif self.cfg.data.max_clips is not None and feats.shape[0] > self.cfg.data.max_clips:
-            feats = resample(feats, self.cfg.data.max_clips)
-        if self.cfg.data.normalize_features:
-            feats = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-6)
+        data = self.cfg.data
+        feats = prepare_clips(feats, data.num_clips, data.max_clips, data.normalize_features)
         if not (dur > 0 and np.isfinite(dur)):
             raise DataError(source, f"duration must be a positive number of seconds, got {dur}")
         if dur > MAX_DURATION:
@@ -173,29 +169,14 @@ class Predictor:
 
     def _batch(self, enc: EncodedVideo, qs: Sequence[str], offset: int = 0) -> Batch:
         """The queries against one video: its features go to the device once and are shared by every row (a view)."""
-        ids = []
-        for q in qs:
+        items = []
+        for i, q in enumerate(qs):
             row, _ = self.vocab.encode(q, self.cfg.data.text.max_words)
             if len(row) == 0 or not (row > 1).any():
                 raise DataError(None, f"query {q!r} has no known words for this checkpoint's vocabulary")
-            ids.append(torch.from_numpy(row))
-        B, T = len(qs), enc.features.shape[0]
-        word_ids = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True)
-        word_mask = word_ids > 0
-        video = torch.as_tensor(enc.features, dtype=torch.float32).to(self.device)
-        return Batch(
-            video=video[None].expand(B, -1, -1),
-            video_mask=torch.ones(1, T, dtype=torch.bool, device=self.device).expand(B, -1),
-            words=(self._word_vectors[word_ids] * word_mask[..., None]).to(self.device),
-            word_mask=word_mask.to(self.device),
-            word_ids=word_ids.to(self.device),
-            duration=torch.full((B,), float(enc.duration), device=self.device),
-            video_group=torch.zeros(B, dtype=torch.long, device=self.device),
-            index=torch.arange(offset, offset + B, device=self.device),
-            num_videos=1,
-            word_lengths=tuple(len(row) for row in ids),
-            video_lengths=(T,) * B,
-        )
+            items.append({"index": offset + i, "video_id": enc.name, "video": enc.features,
+                          "word_ids": torch.from_numpy(row), "duration": float(enc.duration)})
+        return collate(items, self.vocab.vectors, device=self.device, share_video=True)
 
     @property
     def autocast_dtype(self) -> Optional[torch.dtype]:

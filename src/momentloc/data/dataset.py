@@ -10,8 +10,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from momentloc.data.batch import collate
 from momentloc.data.crop import crop_items
-from momentloc.data.features import FeatureStore, resample
+from momentloc.data.features import FeatureStore, prepare_clips
 from momentloc.data.text import Vocabulary
 from momentloc.errors import DataError
 from momentloc.types import SUPERVISIONS, Batch, Pair, rows_by_video
@@ -77,13 +78,7 @@ class GroundingDataset(Dataset):
         if hit is not None:
             self._cache.move_to_end(video_id)
             return hit
-        arr = self.store.get(video_id)
-        if self.num_clips is not None:
-            arr = resample(arr, self.num_clips)
-        elif self.max_clips is not None and arr.shape[0] > self.max_clips:
-            arr = resample(arr, self.max_clips)
-        if self.normalize:
-            arr = arr / np.maximum(np.linalg.norm(arr, axis=1, keepdims=True), 1e-6)
+        arr = prepare_clips(self.store.get(video_id), self.num_clips, self.max_clips, self.normalize)
         feats = torch.from_numpy(np.array(arr, dtype=np.float32, copy=True))
         self._cache[video_id] = feats
         if len(self._cache) > self._cache_size:
@@ -109,47 +104,7 @@ class GroundingDataset(Dataset):
         """Pad a list of items into a ``Batch`` (masks mark the valid prefix), each video cropped once if asked."""
         if self.crop is not None:
             items = crop_items(items, self.crop, self.crop_keep)
-        return collate(items, self.vocab)
-
-
-def collate(items: list[dict], vocab: Vocabulary) -> Batch:
-    """Pad items into a Batch; pairs of the same video get the same ``video_group``."""
-    B = len(items)
-    T = max(it["video"].shape[0] for it in items)
-    D = items[0]["video"].shape[1]
-    L = max(len(it["word_ids"]) for it in items)
-    video = torch.zeros(B, T, D)
-    video_mask = torch.zeros(B, T, dtype=torch.bool)
-    word_ids = torch.zeros(B, L, dtype=torch.long)
-    groups: dict[str, int] = {}
-    group = torch.empty(B, dtype=torch.long)
-    for b, it in enumerate(items):
-        t = it["video"].shape[0]
-        video[b, :t] = it["video"]
-        video_mask[b, :t] = True
-        n = len(it["word_ids"])
-        word_ids[b, :n] = it["word_ids"]
-        group[b] = groups.setdefault(it["video_id"], len(groups))
-    vectors = torch.from_numpy(vocab.vectors)
-    word_mask = word_ids > 0
-    batch = Batch(
-        video=video,
-        video_mask=video_mask,
-        words=vectors[word_ids] * word_mask[..., None],
-        word_mask=word_mask,
-        word_ids=word_ids,
-        duration=torch.tensor([it["duration"] for it in items], dtype=torch.float32),
-        video_group=group,
-        index=torch.tensor([it["index"] for it in items], dtype=torch.long),
-        num_videos=len(groups),
-        word_lengths=tuple(len(it["word_ids"]) for it in items),
-        video_lengths=tuple(int(it["video"].shape[0]) for it in items),
-    )
-    if "window" in items[0]:
-        batch.windows = torch.stack([it["window"] for it in items])
-    if "point" in items[0]:
-        batch.point = torch.tensor([it["point"] for it in items], dtype=torch.float32)
-    return batch
+        return collate(items, self.vocab.vectors)
 
 
 class VideoCentricSampler(Sampler[list[int]]):

@@ -1,4 +1,4 @@
-"""Feature stores keyed by video id (folder of .npy, one .npz, one .hdf5) and resampling."""
+"""Feature stores keyed by video id (folder of .npy, one .npz, one .hdf5), resampling and clip preparation."""
 
 from __future__ import annotations
 
@@ -161,6 +161,21 @@ def resample(features: np.ndarray, num: int) -> np.ndarray:
     hi = np.minimum(lo + 1, t - 1)
     w = (pos - lo)[:, None].astype(np.float32)
     return (features[lo] * (1 - w) + features[hi] * w).astype(np.float32)
+
+
+def prepare_clips(
+    features: np.ndarray, num_clips: Optional[int] = None, max_clips: Optional[int] = None, normalize: bool = False
+) -> np.ndarray:
+    """A video's [T, D] features as a model takes them (``data.num_clips``, ``data.max_clips``,
+    ``data.normalize_features``): resampled to ``num_clips`` clips, else down to ``max_clips`` when longer;
+    then each clip L2-normalised if asked. Training, evaluation and ``Predictor`` all prepare clips here."""
+    if num_clips is not None:
+        features = resample(features, num_clips)
+    elif max_clips is not None and features.shape[0] > max_clips:
+        features = resample(features, max_clips)
+    if normalize:
+        features = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-6)
+    return features
 
 
 def smooth(x: np.ndarray, sigma: float) -> np.ndarray:

@@ -1,11 +1,10 @@
-"""Random batches of a given shape, for smoke tests and benchmarks of any model."""
+"""Random batches of a given shape, for smoke tests and benchmarks of any model (built by the one ``collate``)."""
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
+from momentloc.data.batch import collate
 from momentloc.types import Batch
 
 
@@ -22,47 +21,34 @@ def random_batch(
     seed: int = 0,
     duration: float = 30.0,
 ) -> Batch:
-    """A batch of random features with valid labels for ``supervision`` (full/weak/point)."""
+    """A batch of random features with valid labels for ``supervision`` (full/weak/point).
+
+    Rows ``b`` and ``b'`` share a video when ``b // queries_per_video == b' // queries_per_video``. With
+    ``variable_length`` each video has from ``num_clips // 2`` to ``num_clips`` clips (the first has them all,
+    so the batch is ``num_clips`` long); queries have from ``num_words // 2`` to ``num_words`` words (the first
+    has them all).
+    """
     g = torch.Generator().manual_seed(seed)
-    B, T, L = batch_size, num_clips, num_words
-    video = torch.randn(B, T, video_dim, generator=g)
-    video_mask = torch.ones(B, T, dtype=torch.bool)
+    B, T, L, q = batch_size, num_clips, num_words, max(1, queries_per_video)
+    videos = -(-B // q)
+    lengths = [T] * videos
     if variable_length and T > 2:
-        lengths = torch.randint(T // 2, T + 1, (B,), generator=g)
-        video_mask = torch.arange(T)[None, :] < lengths[:, None]
-        video = video * video_mask[..., None]
-    word_len = torch.randint(max(1, L // 2), L + 1, (B,), generator=g)
-    word_mask = torch.arange(L)[None, :] < word_len[:, None]
-    word_ids = torch.randint(2, vocab_size, (B, L), generator=g) * word_mask
-    words = torch.randn(B, L, text_dim, generator=g) * word_mask[..., None]
-    dur = torch.full((B,), float(duration))
+        lengths = [T] + torch.randint(T // 2, T + 1, (videos - 1,), generator=g).tolist()
+    clips = [torch.randn(t, video_dim, generator=g) for t in lengths]
+    vectors = torch.randn(vocab_size, text_dim, generator=g)
+    vectors[0] = 0.0
+    word_len = [L] + torch.randint(max(1, L // 2), L + 1, (B - 1,), generator=g).tolist()
     start = torch.rand(B, generator=g) * 0.6
-    length = 0.1 + torch.rand(B, generator=g) * 0.3
-    end = torch.minimum(start + length, torch.ones(B))
-    windows: Optional[torch.Tensor] = torch.stack([start, end], 1) * dur[:, None]
-    point: Optional[torch.Tensor] = None
-    if supervision == "point":
-        u = torch.rand(B, generator=g)
-        point = windows[:, 0] + u * (windows[:, 1] - windows[:, 0])
-        windows = None
-    elif supervision == "weak":
-        windows = None
-    group = torch.arange(B) // max(1, queries_per_video)
-    first = group * max(1, queries_per_video)
-    # Queries of one video share its features, as in a video-centric batch.
-    video, video_mask = video[first], video_mask[first]
-    return Batch(
-        video=video,
-        video_mask=video_mask,
-        words=words,
-        word_mask=word_mask,
-        word_ids=word_ids.long(),
-        duration=dur,
-        video_group=group,
-        num_videos=int(group[-1]) + 1 if B else 0,
-        word_lengths=tuple(word_mask.sum(1).tolist()),
-        video_lengths=tuple(video_mask.sum(1).tolist()),
-        index=torch.arange(B),
-        windows=windows,
-        point=point,
-    )
+    end = torch.minimum(start + 0.1 + torch.rand(B, generator=g) * 0.3, torch.ones(B))
+    inside = torch.rand(B, generator=g)
+    items = []
+    for b in range(B):
+        item = {"index": b, "video_id": f"v{b // q}", "video": clips[b // q], "duration": float(duration),
+                "word_ids": torch.randint(2, vocab_size, (word_len[b],), generator=g)}
+        window = torch.stack([start[b], end[b]]) * duration
+        if supervision == "full":
+            item["window"] = window
+        elif supervision == "point":
+            item["point"] = float(window[0] + inside[b] * (window[1] - window[0]))
+        items.append(item)
+    return collate(items, vectors.numpy())
