@@ -210,8 +210,8 @@ def test_oracle_solves_the_benchmark_and_the_sentence_matters(sim_slice, need_fi
 def test_prior_scores_exactly_what_it_scores_on_the_real_annotations(sim_slice, need_file, tmp_path) -> None:
     from momentloc.config import load_config
     from momentloc.data.sources import split_pairs
-    from momentloc.models.prior import fit_prior_moments
     from momentloc.eval_run import evaluate_checkpoint
+    from momentloc.models.prior import fit_prior_moments
     from momentloc.training import train
 
     out, spec = sim_slice

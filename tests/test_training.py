@@ -13,8 +13,8 @@ from conftest import tiny_overrides
 from momentloc.checkpoint import load_checkpoint
 from momentloc.config import load_config
 from momentloc.errors import CheckpointError
-from momentloc.loss_watch import NonFiniteLossError
 from momentloc.eval_run import evaluate_checkpoint
+from momentloc.loss_watch import NonFiniteLossError
 from momentloc.restore import module_from_checkpoint
 from momentloc.training import train
 

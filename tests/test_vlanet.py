@@ -296,8 +296,8 @@ def _test(checkpoint, out, *overrides: str) -> dict:
 
 def _test_similarities(checkpoint, out) -> tuple[float, float]:
     """Mean c(V, Q+) and c(V, Q-) (Eq. 13) over the test pairs, Q- a sentence of another video."""
-    from momentloc.data.sources import make_dataset, split_pairs
     from momentloc.data.dataset import eval_loader
+    from momentloc.data.sources import make_dataset, split_pairs
     from momentloc.restore import module_from_checkpoint
 
     module = module_from_checkpoint(checkpoint, [f"train.out_dir={out}"])

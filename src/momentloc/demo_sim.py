@@ -23,9 +23,9 @@ def run_sim_demo(out_dir: Path, say: Callable[[str], None], shown: tuple[str, ..
     from momentloc.data.sim_baselines import oracle_predictions, salient_predictions
     from momentloc.data.simulate import World, read_source, spec_from
     from momentloc.data.sources import annotation_root, ensure_generated, feature_path, split_pairs
+    from momentloc.eval_run import evaluate_checkpoint
     from momentloc.metrics import evaluate_moments
     from momentloc.sim_scale import sim_config
-    from momentloc.eval_run import evaluate_checkpoint
     from momentloc.training import train
 
     sets = [f"data.simulate.max_videos={SLICE_VIDEOS}", f"train.out_dir={out_dir}", "train.progress=false"]
