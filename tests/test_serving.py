@@ -93,9 +93,12 @@ def test_predictor_answers_what_eval_writes(case: Case, checkpoints: dict[Case, 
 
 
 def test_prediction_loads_without_the_trainer(checkpoints: dict[Case, Path]) -> None:
-    """Loading a checkpoint and localizing with it imports neither momentloc.training nor Lightning."""
+    """Loading a checkpoint and localizing with it (and the web server's module, where its extra is installed)
+    imports neither momentloc.training nor Lightning."""
     script = (
-        "import sys, numpy as np\n"
+        "import importlib.util, sys, numpy as np\n"
+        "if importlib.util.find_spec('fastapi'):\n"
+        "    import momentloc.server.app\n"
         "from momentloc.predict import Predictor\n"
         f"pred = Predictor.from_checkpoint({str(checkpoints[('span', ())])!r}, device='cpu')\n"
         "moments = pred.localize(np.ones((20, 16), np.float32), 'a person opens the door', duration=10.0)\n"
