@@ -130,6 +130,27 @@ def test_strict_refuses_windows_outside_the_video(tmp_path: Path) -> None:
     assert strict["mIoU"] == pytest.approx(100 * 10 / 30.5 / 2) and clipped["mIoU"] == pytest.approx(100 * 10 / 30 / 2)
 
 
+def test_cli_clips_by_default_and_refuses_with_strict(capsys, tmp_path: Path) -> None:
+    """A 128-s video in the QVHighlights release format and a model's 150-s cap, as published files hold."""
+    from clirun import run_cli
+
+    jsonl(tmp_path / "highlight_val_release.jsonl", [
+        {"qid": 7, "query": "a man cooks", "duration": 128, "vid": "abc_0.0_128.0", "relevant_windows": [[100, 128]],
+         "relevant_clip_ids": [50, 51], "saliency_scores": [[4, 4, 4], [3, 4, 2]]},
+    ])
+    preds = jsonl(tmp_path / "preds.jsonl", [{"qid": 7, "vid": "abc_0.0_128.0",
+                                              "pred_relevant_windows": [[100, 150, 0.9], [0, 20, 0.1]]}])
+    args = ["evaluate", "--dataset", "qvh", "--split", "val", "--predictions", preds, "--root", tmp_path]
+    res = run_cli(capsys, [*args, "--out", tmp_path / "m.json"])
+    assert res.code == 0, res.err
+    assert "note: 1 window past the video clipped to it" in res.out
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["clipped_windows"] == 1 and m["R1@0.7"] == 100.0 and m["mAP"] == pytest.approx(100.0)
+    res = run_cli(capsys, [*args, "--strict"])
+    assert res.code != 0 and len(res.err_lines) == 1
+    assert "query 7: window [100, 150] is outside the video [0, 128] s" in res.err_lines[0]
+
+
 def test_what_cannot_be_scored_is_refused_also_when_clipping(tmp_path: Path) -> None:
     for row, message in (
         ({"qid": "q0", "pred_relevant_windows": [[150, 140, 1]]}, r"window \[150, 140\]: end before start"),

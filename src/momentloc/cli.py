@@ -95,10 +95,8 @@ def list_cmd() -> None:
         show(name)
     typer.echo("datasets")
     for name, info in DATASETS.items():
-        show(name, f"splits: {', '.join(info.splits)}")
-    show("synthetic_ci", "also synthetic_bench, synthetic_long (generated: momentloc data synth)")
-    show("charades_sim", "Charades-STA with simulated features (generated: momentloc data simulate charades; "
-         "configs *_charades_sim)")
+        about = f"{info.summary}; " if info.summary else ""
+        show(name, f"{about}splits: {', '.join(info.splits)}; headline metric {info.protocol.headline}")
     typer.echo("experiment configs (momentloc train NAME works from any folder)")
     for name in experiment_names():
         show(name)
@@ -164,14 +162,16 @@ def eval_cmd(
 
 @app.command()
 def evaluate(
-    dataset: str = typer.Option(..., help="charades_sta, tacos, activitynet, didemo, qvhighlights"),
+    dataset: str = typer.Option(..., help="charades_sta, tacos, activitynet, didemo, qvhighlights (momentloc list)."),
     split: str = typer.Option(..., help="The dataset's split name, e.g. test, val_2."),
     predictions: Path = typer.Option(..., help="Predictions file (QVH jsonl, CSV/jsonl rows, DiDeMo rankings)."),
     missing: str = typer.Option("error", help="'error' or 'miss': score missing queries as misses."),
     root: Optional[Path] = typer.Option(None, help="Annotation folder (default $MOMENTLOC_DATA/<dataset>)."),
     out: Optional[Path] = typer.Option(None, help="Write metrics JSON here."),
+    strict: bool = typer.Option(False, "--strict", help="Refuse windows more than 1 s outside the video instead of "
+                                                        "clipping them to it."),
 ) -> None:
-    """Score any system's predictions file against the annotations (no model, no features)."""
+    """Score any system's predictions file with the dataset's protocol (no model, no features)."""
     from momentloc.data.formats import load_pairs
     from momentloc.metrics.evaluator import evaluate_predictions
     from momentloc.metrics.predictions import load_predictions
@@ -179,11 +179,15 @@ def evaluate(
     if missing not in ("error", "miss"):
         raise typer.BadParameter(f"expected 'error' or 'miss', got {missing!r}", param_hint="'--missing'")
     pairs = load_pairs(dataset, split, root=root)
-    metrics = evaluate_predictions(pairs, load_predictions(predictions), dataset, missing=missing)  # type: ignore[arg-type]
+    metrics = evaluate_predictions(pairs, load_predictions(predictions), dataset, missing=missing,  # type: ignore[arg-type]
+                                   strict=strict)
     typer.echo(metrics_table(metrics))
     if metrics.get("missing_scored_as_miss"):
         typer.echo(f"note: {_plural(int(metrics['missing_scored_as_miss']), 'missing query', 'missing queries')} "
                    "scored as misses")
+    if metrics.get("clipped_windows"):
+        typer.echo(f"note: {_plural(int(metrics['clipped_windows']), 'window')} past the video clipped to it "
+                   "(--strict refuses them)")
     if metrics.get("completed_rankings"):
         typer.echo(f"note: {metrics['completed_rankings']} rankings held fewer than 5 segments and were completed with "
                    "the segments nearest their top-1 (Rank@5 counts those)")

@@ -151,7 +151,7 @@ class TrainConfig(_Strict):
     out_dir: str = "runs"
     log_every_n_steps: int = Field(default=10, ge=1)
     check_val_every_n_epoch: int = Field(default=1, ge=1)
-    monitor: str = "val/R1@0.5"
+    monitor: Optional[str] = None  # the older name of eval.monitor (e.g. val/R1@0.5), still honoured
     max_steps: int = Field(default=-1, ge=-1)  # -1: no step limit (epochs end the run)
     limit_train_batches: Optional[float] = Field(default=None, gt=0, allow_inf_nan=False)
     progress: bool = True
@@ -160,6 +160,16 @@ class TrainConfig(_Strict):
     # (avg = decay * avg + (1 - decay) * weight); validation, best-checkpoint selection and
     # evaluating a checkpoint use it. None: off.
     ema_decay: Optional[float] = Field(default=None, gt=0, lt=1)
+
+
+class EvalConfig(_Strict):
+    """How validation and ``momentloc eval`` score; a key left out takes the dataset's protocol (docs/metrics.md)."""
+
+    ks: Optional[list[Annotated[int, Field(ge=1, le=1000)]]] = Field(default=None, min_length=1)  # R@n, Rank@n
+    iou_thresholds: Optional[list[Annotated[float, Field(gt=0, le=1)]]] = Field(default=None, min_length=1)
+    # The validation metric that selects the checkpoint, e.g. R1@0.7, Rank@5, mAP (default: the dataset's headline:
+    # DiDeMo Rank@1, QVHighlights mAP, else R1@0.5).
+    monitor: Optional[str] = None
 
 
 class ExperimentConfig(_Strict):
@@ -172,6 +182,7 @@ class ExperimentConfig(_Strict):
     objectives: list[ObjectiveSection] = Field(default_factory=list)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -289,7 +300,18 @@ def validate(raw: dict[str, Any], source: str = "<config>") -> ExperimentConfig:
         more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
         raise ConfigError(f"{source}: {msg}{more}") from None
     _check_names(cfg, source)
+    _check_protocol(cfg, source)
     return cfg
+
+
+def _check_protocol(cfg: ExperimentConfig, source: str) -> None:
+    """The ``eval:`` block must fit the dataset's protocol (a monitor it computes), checked before anything runs."""
+    from momentloc.metrics.protocol import config_protocol
+
+    try:
+        config_protocol(cfg)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
 
 
 def _check_names(cfg: ExperimentConfig, source: str) -> None:

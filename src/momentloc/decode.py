@@ -17,6 +17,7 @@ from typing import Literal, Optional
 
 import torch
 
+from momentloc.metrics.iou import temporal_iou
 from momentloc.types import Moment
 
 Result = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -42,10 +43,7 @@ def _prepare(
 def _iou_to(picked: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
     """IoU of ``picked [B, 2]`` with every row of ``segments [B, N, 2]`` -> ``[B, N]``."""
     s = segments.float() if not segments.is_floating_point() else segments
-    p = picked.to(s.dtype).unsqueeze(1)
-    inter = (torch.minimum(p[..., 1], s[..., 1]) - torch.maximum(p[..., 0], s[..., 0])).clamp(min=0)
-    union = (p[..., 1] - p[..., 0]).clamp(min=0) + (s[..., 1] - s[..., 0]).clamp(min=0) - inter
-    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(s.dtype).tiny), torch.zeros_like(inter))
+    return temporal_iou(picked.to(s.dtype).unsqueeze(1), s)
 
 
 def _select(

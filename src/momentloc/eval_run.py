@@ -13,7 +13,6 @@ from momentloc.config import ExperimentConfig
 from momentloc.data.dataset import GroundingDataset, eval_loader
 from momentloc.data.sources import make_dataset, split_pairs
 from momentloc.errors import CheckpointError
-from momentloc.metrics import evaluate_moments
 from momentloc.restore import module_from_checkpoint
 from momentloc.training import GroundingModule, _ProgressBar, _trainer
 from momentloc.types import Moment
@@ -27,7 +26,8 @@ def evaluate_checkpoint(
     batch_size: Optional[int] = None,
     breakdowns: bool = True,
 ) -> tuple[dict[str, float], dict[int, list[Moment]], list]:
-    """Metrics, predictions by pair index, and the pairs of ``split`` for a checkpoint."""
+    """Metrics (the dataset's protocol, with the config's ``eval:`` block), predictions by pair index, and the pairs
+    of ``split`` for a checkpoint."""
     from momentloc.runs import require_generated
 
     module = module_from_checkpoint(path, overrides, build=GroundingModule)
@@ -47,7 +47,7 @@ def evaluate_checkpoint(
     preds = module.predictions
     metrics = dict(module.metrics)
     if breakdowns and preds and all(p.windows for p in pairs):
-        metrics = evaluate_moments(pairs, [preds[i] for i in range(len(pairs))], breakdowns=True)
+        metrics = module.protocol.score(pairs, [preds[i] for i in range(len(pairs))], breakdowns=True)
     return metrics, preds, pairs
 
 

@@ -9,6 +9,7 @@ import torch
 
 from momentloc.config import OptimConfig
 from momentloc.errors import ConfigError
+from momentloc.metrics.protocol import MOMENTS
 
 NamedParams = Iterable[tuple[str, torch.nn.Parameter]]
 
@@ -76,7 +77,7 @@ def schedule_factor(cfg: OptimConfig, epochs: int, steps_per_epoch: int = 1) -> 
 
 
 def make_optimizer(
-    cfg: OptimConfig, named: NamedParams, epochs: int, monitor: str = "val/R1@0.5", steps_per_epoch: int = 1
+    cfg: OptimConfig, named: NamedParams, epochs: int, monitor: str = MOMENTS.monitor_key, steps_per_epoch: int = 1
 ) -> Any:
     """The configured optimiser and (per-epoch) learning-rate schedule over ``named_parameters()``."""
     named = list(named)

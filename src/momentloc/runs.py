@@ -89,11 +89,12 @@ def checkpoint_epoch(ckpt: dict[str, Any]) -> int:
 
 def require_generated(data: Any) -> None:
     """Evaluation never generates data: a missing synthetic benchmark is named with the command that makes it."""
-    from momentloc.data.sources import SYNTHETIC, annotation_root
+    from momentloc.data.sources import annotation_root, synthetic_info
 
     root = annotation_root(data)
-    if data.dataset.startswith(SYNTHETIC) and not (root / "meta.json").is_file():
-        size = data.dataset.split("_", 1)[1] if "_" in data.dataset else "ci"
+    synthetic = synthetic_info(data)
+    if synthetic is not None and not (root / "meta.json").is_file():
+        size = synthetic.facts["size"]
         raise ConfigError(f"data.annotations: no synthetic benchmark at {root} (evaluation does not generate one); "
                           f"make it with 'momentloc data synth --size {size} --out {root}' or point "
                           "--set data.annotations=... at it")

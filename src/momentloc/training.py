@@ -24,7 +24,7 @@ from momentloc.data.text import Vocabulary
 from momentloc.ema import WeightAverage
 from momentloc.errors import ConfigError
 from momentloc.loss_watch import LossWatch
-from momentloc.metrics import evaluate_moments
+from momentloc.metrics.protocol import VAL_PREFIX, config_protocol
 from momentloc.models.base import InputSpec
 from momentloc.models.build import WeightedObjectives, build_model
 from momentloc.optim import make_optimizer
@@ -58,7 +58,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class GroundingModule(L.LightningModule):
-    """Trains any registered model with its plug-in objectives; validates with R@n IoU=m."""
+    """Trains any registered model with its plug-in objectives; validates with the dataset's protocol
+    (``momentloc.metrics.protocol``: DiDeMo Rank@1, QVHighlights mAP, else R1@0.5, or the config's ``eval:``)."""
 
     def __init__(self, cfg: ExperimentConfig, spec: InputSpec, vocab: Vocabulary) -> None:
         super().__init__()
@@ -68,7 +69,8 @@ class GroundingModule(L.LightningModule):
         self.model = build_model(cfg, spec)
         self.objectives = WeightedObjectives(cfg, self.model)
         self.eval_pairs: Sequence = ()
-        self.eval_k = 5
+        self.protocol = config_protocol(cfg)
+        self.eval_k = self.protocol.top_k
         self.predictions: dict[int, list[Moment]] = {}
         self.metrics: dict[str, float] = {}
         self._val_rows: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -106,7 +108,7 @@ class GroundingModule(L.LightningModule):
         steps = 1
         if self.cfg.optim.schedule_interval == "step" and self._trainer is not None:
             steps = max(1, int(self.trainer.estimated_stepping_batches) // max(1, self.cfg.train.epochs))
-        return make_optimizer(self.cfg.optim, self.named_parameters(), self.cfg.train.epochs, self.cfg.train.monitor,
+        return make_optimizer(self.cfg.optim, self.named_parameters(), self.cfg.train.epochs, self.protocol.monitor_key,
                               steps_per_epoch=steps)
 
     # -- evaluation -------------------------------------------------------
@@ -147,12 +149,14 @@ class GroundingModule(L.LightningModule):
         pairs = [self.eval_pairs[i] for i in sorted(preds)]
         scored = [p for p in pairs if p.windows]
         if scored:
-            metrics = evaluate_moments(scored, [preds[i] for i in sorted(preds) if self.eval_pairs[i].windows], breakdowns=False)
+            scored_preds = [preds[i] for i in sorted(preds) if self.eval_pairs[i].windows]
+            metrics = self.protocol.score(scored, scored_preds, breakdowns=False)
             self.metrics = {k: float(v) for k, v in metrics.items()}
             # Every rank holds the gathered metrics already: no further sync.
-            shown = {f"val/{k}": v for k, v in self.metrics.items() if k != "n"}
-            self.log_dict({k: v for k, v in shown.items() if k != "val/R1@0.5"}, prog_bar=False)
-            self.log("val/R1@0.5", shown["val/R1@0.5"], prog_bar=True)
+            key = self.protocol.monitor_key
+            shown = {f"{VAL_PREFIX}{k}": v for k, v in self.metrics.items() if k != "n"}
+            self.log_dict({k: v for k, v in shown.items() if k != key}, prog_bar=False)
+            self.log(key, shown[key], prog_bar=True)
 
     # -- checkpoint contents ---------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -354,7 +358,7 @@ def train(cfg: ExperimentConfig, resume: Optional[str] = None, run_dir: Optional
         del ckpt
     ckpt_dir = run_dir / "checkpoints"
     ckpt_cb = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="best", monitor=cfg.train.monitor, mode="max", save_top_k=1, enable_version_counter=False,
+        dirpath=ckpt_dir, filename="best", monitor=module.protocol.monitor_key, mode="max", save_top_k=1, enable_version_counter=False,
     )
     # A second callback writes last.ckpt every epoch: Lightning's own save_last
     # only fires when the monitored metric improved, which breaks resuming.

@@ -10,6 +10,7 @@ from typing import Optional
 
 from momentloc.config import DataConfig
 from momentloc.data.dataset import GroundingDataset
+from momentloc.data.formats import DatasetInfo, find_dataset, load_pairs
 from momentloc.data.features import FeatureStore
 from momentloc.data.points import generate_glance
 from momentloc.data.text import Vocabulary, build_vocabulary
@@ -17,14 +18,18 @@ from momentloc.errors import ConfigError
 from momentloc.paths import data_root
 from momentloc.types import Pair
 
-SYNTHETIC = "synthetic"
+def synthetic_info(cfg: DataConfig) -> Optional[DatasetInfo]:
+    """The table entry of a generated synthetic benchmark (its own features and vocabulary), else None."""
+    info = find_dataset(cfg.dataset)
+    return info if info is not None and info.generator == "synthetic" else None
 
 
 def annotation_root(cfg: DataConfig) -> Path:
-    """Folder of the annotation files: the config's, else ``$MOMENTLOC_DATA/<dataset>``."""
+    """Folder of the annotation files: the config's, else ``$MOMENTLOC_DATA/<the dataset's folder>``."""
     if cfg.annotations:
         return Path(cfg.annotations).expanduser()
-    return data_root() / cfg.dataset
+    info = find_dataset(cfg.dataset)
+    return data_root() / (info.folder if info is not None else cfg.dataset)
 
 
 def simulation_folder(cfg: DataConfig) -> Path:
@@ -43,21 +48,15 @@ def ensure_generated(cfg: DataConfig) -> None:
 
         ensure_simulated(annotation_root(cfg), simulation_folder(cfg), spec_from(cfg.simulate), progress=sys.stderr.isatty())
         return
-    if cfg.dataset.startswith(SYNTHETIC) and not (annotation_root(cfg) / "meta.json").exists():
+    synthetic = synthetic_info(cfg)
+    if synthetic is not None and not (annotation_root(cfg) / "meta.json").exists():
         from momentloc.data.synthetic import ensure_synthetic
 
-        size = cfg.dataset.split("_", 1)[1] if "_" in cfg.dataset else "ci"
-        ensure_synthetic(annotation_root(cfg), size=size)
+        ensure_synthetic(annotation_root(cfg), size=synthetic.facts["size"])
 
 
 def _raw_pairs(cfg: DataConfig, split: str) -> list[Pair]:
     root = annotation_root(cfg)
-    if cfg.dataset.startswith(SYNTHETIC):
-        from momentloc.data.formats.activitynet import parse_activitynet
-
-        return parse_activitynet(root / f"{split}.json", skip_bad=cfg.skip_bad_rows)
-    from momentloc.data.formats import load_pairs
-
     # Shipped glance labels are training labels; evaluation splits need none.
     glance = cfg.glance == "shipped" and split == cfg.train_split
     pairs = load_pairs(cfg.dataset, split, root=root, glance=glance, skip_bad=cfg.skip_bad_rows)
@@ -92,8 +91,9 @@ def text_path(cfg: DataConfig) -> Optional[str]:
     """The GloVe file, defaulting to the synthetic benchmark's own vocabulary."""
     if cfg.text.path:
         return cfg.text.path
-    if cfg.dataset.startswith(SYNTHETIC):
-        return str(annotation_root(cfg) / "glove.pkl")
+    synthetic = synthetic_info(cfg)
+    if synthetic is not None:
+        return str(annotation_root(cfg) / synthetic.facts["vocabulary"])
     return None
 
 
@@ -105,8 +105,9 @@ def feature_path(cfg: DataConfig) -> Path:
         from momentloc.data.simulate import STORE_NAME
 
         return simulation_folder(cfg) / STORE_NAME
-    if cfg.dataset.startswith(SYNTHETIC):
-        return annotation_root(cfg) / "features.hdf5"
+    synthetic = synthetic_info(cfg)
+    if synthetic is not None:
+        return annotation_root(cfg) / synthetic.facts["features"]
     raise ConfigError(
         f"data.features: no feature store given for {cfg.dataset}; pass --set data.features=PATH "
         "(a folder of .npy, a .npz or an .hdf5 keyed by video id)"

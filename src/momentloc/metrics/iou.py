@@ -12,6 +12,14 @@ Rule (docs/metrics.md): for windows [s1, e1] and [s2, e2],
 
 Works on numpy arrays (float64) and torch tensors (the dtype of ``a``; integer
 inputs are computed in float64), differentiably for tensors.
+
+``hull_iou`` is the same rule written with the union as the hull, max(e1, e2) -
+min(s1, s2), which equals the union whenever the windows overlap (and the IoU
+is 0 when they do not). It rounds differently, so it is kept for the grid
+models whose outputs are defined by it: the prior baseline, whose windows are
+decided by exact ties IoU == target on its grid, and 2D-TAN's scaled-IoU
+labels, which the official release also computes this way; on both, the
+other rounding changes what the model returns or learns.
 """
 
 from __future__ import annotations
@@ -48,6 +56,13 @@ def temporal_iou(a: ArrayLike, b: ArrayLike) -> ArrayLike:
         a_t = torch.as_tensor(a)
         return _torch_iou(a_t, torch.as_tensor(b, device=a_t.device))
     return _numpy_iou(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+
+
+def hull_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Elementwise IoU of windows ``a[..., 2]`` and ``b[..., 2]`` with the union taken as their hull (see above)."""
+    inter = (torch.minimum(a[..., 1], b[..., 1]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
+    hull = torch.maximum(a[..., 1], b[..., 1]) - torch.minimum(a[..., 0], b[..., 0])
+    return torch.where(hull > 0, inter / hull.clamp(min=torch.finfo(inter.dtype).tiny), torch.zeros_like(inter))
 
 
 def pairwise_iou(a: ArrayLike, b: ArrayLike) -> ArrayLike:

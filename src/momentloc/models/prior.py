@@ -6,6 +6,7 @@ from typing import Sequence
 
 import torch
 
+from momentloc.metrics.iou import hull_iou
 from momentloc.models.base import GroundingModel, InputSpec, ModelConfig, Output
 from momentloc.registry import register_model
 from momentloc.types import Batch, Moment
@@ -44,10 +45,9 @@ class PriorBaseline(GroundingModel):
         return Output(tensors={"scores": self._cell_scores()})
 
     def _cell_scores(self) -> torch.Tensor:
-        c = self.cells
-        inter = (torch.minimum(c[:, None, 1], c[None, :, 1]) - torch.maximum(c[:, None, 0], c[None, :, 0])).clamp(min=0)
-        union = torch.maximum(c[:, None, 1], c[None, :, 1]) - torch.minimum(c[:, None, 0], c[None, :, 0])
-        hit = (inter / union.clamp(min=1e-9)) >= self.cfg.target_iou
+        # hull_iou, not temporal_iou: on this grid IoU == target_iou is the common case, and the way each such tie
+        # falls defines the prior's windows; temporal_iou rounds differently and moves them (metrics.iou).
+        hit = hull_iou(self.cells[:, None, :], self.cells[None, :, :]) >= self.cfg.target_iou
         return hit.float() @ self.counts
 
     def loss(self, out: Output, batch: Batch) -> dict[str, torch.Tensor]:
@@ -81,9 +81,8 @@ class PriorBaseline(GroundingModel):
 
 
 def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    union = max(a[1], b[1]) - min(a[0], b[0])
-    return inter / union if union > 0 else 0.0
+    """IoU of two grid cells for the near-duplicate check, in float64 (as ``_cell_scores``: ``hull_iou``)."""
+    return float(hull_iou(torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)))
 
 
 def fit_prior_moments(train_pairs, eval_pairs, k: int = 5, bins: int = 20) -> list[list[Moment]]:

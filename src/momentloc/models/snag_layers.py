@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from momentloc.metrics.iou import temporal_iou
+
 
 def sinusoid_positions(length: int, dim: int, device: torch.device) -> torch.Tensor:
     """Sinusoidal position codes [length, dim] for any length (no table, so no length cap)."""
@@ -287,6 +289,9 @@ def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float
 
 def diou_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Distance-IoU loss of segments given as distances (to start, to end) from a shared point, [N,2]."""
+    # Not metrics.iou.temporal_iou: both segments contain the shared point, so the overlap is a sum of
+    # distances and the union never empty; the loss value is the same, but going through windows
+    # [-start, end] would change its gradient in the last bits and with it every SnAG run.
     ps, pe = pred.unbind(-1)
     ts, te = target.unbind(-1)
     inter = torch.minimum(ps, ts) + torch.minimum(pe, te)
@@ -310,19 +315,12 @@ def regression_ranges(levels: int, first: float, overlap: float) -> list[tuple[f
     return ranges
 
 
-def segment_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of segments a [...,1,2] against b [...,N,2] (broadcast)."""
-    inter = (torch.minimum(a[..., 1], b[..., 1]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
-    union = (a[..., 1] - a[..., 0]) + (b[..., 1] - b[..., 0]) - inter
-    return inter / union.clamp(min=1e-8)
-
-
 def score_voting(
     kept: torch.Tensor, segs: torch.Tensor, scores: torch.Tensor, valid: torch.Tensor, iou_min: float
 ) -> torch.Tensor:
     """Replace each kept segment [B,k,2] by the score-weighted mean of the candidates [B,N,2]
     overlapping it with IoU >= ``iou_min`` (SnAG's voting after Soft-NMS)."""
-    iou = segment_iou(kept[:, :, None, :], segs[:, None, :, :])
+    iou = temporal_iou(kept[:, :, None, :], segs[:, None, :, :])
     weight = (iou >= iou_min).to(segs.dtype) * (scores.clamp(min=0) * valid)[:, None, :]
     total = weight.sum(-1, keepdim=True)
     voted = torch.einsum("bkn,bnc->bkc", weight, segs) / total.clamp(min=1e-12)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from momentloc.metrics.iou import hull_iou
 from momentloc.models.base import host_lengths
 
 # Moments up to this many clips are all candidates (2D-TAN: "N = 16 dense").
@@ -269,10 +270,7 @@ def moment_bounds(n: int, device: torch.device | None = None) -> tuple[torch.Ten
 def cell_iou(windows: torch.Tensor, n: int) -> torch.Tensor:
     """IoU of every cell with each ground truth: windows [B,2] in video fractions -> [B,N,N]."""
     start, end = moment_bounds(n, windows.device)
-    s, e = windows[:, 0, None, None], windows[:, 1, None, None]
-    inter = (torch.minimum(end, e) - torch.maximum(start, s)).clamp(min=0)
-    union = torch.maximum(end, e) - torch.minimum(start, s)
-    return inter / union.clamp(min=1e-12)
+    return hull_iou(torch.stack([start, end], -1), windows[:, None, None, :])  # the release's labels (metrics.iou)
 
 
 def scaled_iou_targets(windows: torch.Tensor, n: int, t_min: float, t_max: float) -> torch.Tensor:
