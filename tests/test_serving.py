@@ -110,3 +110,18 @@ def test_prediction_loads_without_the_trainer(checkpoints: dict[Case, Path]) -> 
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("name, home", [("module_from_checkpoint", "momentloc.restore"),
+                                        ("evaluate_checkpoint", "momentloc.eval_run"),
+                                        ("schedule_factor", "momentloc.optim")])
+def test_names_moved_out_of_training_still_work_and_say_where(name: str, home: str) -> None:
+    import importlib
+
+    import momentloc.training as training
+
+    with pytest.warns(DeprecationWarning, match=f"moved to {home}.{name}"):
+        found = getattr(training, name)
+    assert found is getattr(importlib.import_module(home), name)
+    with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
+        training.not_a_name  # noqa: B018

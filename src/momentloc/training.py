@@ -373,10 +373,10 @@ def train(cfg: ExperimentConfig, resume: Optional[str] = None, run_dir: Optional
     return TrainResult(ckpt_dir / "last.ckpt", best, dict(module.metrics), seconds, run_dir)
 
 
-# Names that moved to modules of their own, still reachable here for existing scripts.
+# Names that moved to modules of their own, still reachable here for existing scripts (make_optimizer,
+# WeightAverage and eval_loader are imported above, so they need no entry).
 _MOVED = {
     "module_from_checkpoint": "momentloc.restore", "evaluate_checkpoint": "momentloc.eval_run",
-    "eval_loader": "momentloc.data.dataset", "WeightAverage": "momentloc.ema", "make_optimizer": "momentloc.optim",
     "schedule_factor": "momentloc.optim", "param_groups": "momentloc.optim", "decay_exempt": "momentloc.optim",
     "lr_factor": "momentloc.optim",
 }
