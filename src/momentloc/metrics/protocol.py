@@ -61,11 +61,11 @@ class Protocol:
     def score(
         self, pairs: Sequence[Pair], moments: Sequence[Sequence[Moment]], breakdowns: bool = True, monitored: bool = True
     ) -> dict[str, float]:
-        """Score ranked ``Moment`` lists (best first) against ``pairs``; with ``monitored`` the monitored metric is
-        computed too when ``ks`` / ``iou_thresholds`` leave it out."""
+        """Score ranked ``Moment`` lists (best first) against ``pairs`` (``breakdowns``: R@n only); with ``monitored``
+        the monitored metric is computed too when ``ks`` / ``iou_thresholds`` leave it out."""
         out = self._score(pairs, moments, breakdowns)
         if monitored and self.monitored not in out:
-            out.update(self.with_options(monitor=self.monitored, extend=True)._score(pairs, moments, False))
+            out.update(self._monitor_only()._score(pairs, moments, False))
         return out
 
     def _score(self, pairs: Sequence[Pair], moments: Sequence[Sequence[Moment]], breakdowns: bool) -> dict[str, float]:
@@ -79,17 +79,21 @@ class Protocol:
             return qvh_moment_metrics(windows, [p.windows for p in pairs], ks=self.ks, thresholds=self.iou_thresholds)
         return evaluate_moments(pairs, moments, self.ks, self.iou_thresholds, breakdowns)
 
+    def _monitor_only(self) -> "Protocol":
+        """This protocol computing just the recall it monitors (``with_options`` checked that it is one)."""
+        n, m = _recall_of(self)  # type: ignore[misc]
+        return replace(self, ks=(n,), iou_thresholds=(m,) if m is not None else self.iou_thresholds)
+
     def with_options(
         self,
         ks: Optional[Sequence[int]] = None,
         iou_thresholds: Optional[Sequence[float]] = None,
         monitor: Optional[str] = None,
-        extend: bool = False,
     ) -> "Protocol":
-        """This protocol with other ks / thresholds / monitor; ``extend`` instead computes just what ``monitor`` needs.
+        """This protocol with other ks / thresholds / monitor (None keeps its own).
 
-        A monitor must be a metric of the protocol, or a recall (``R{n}@{m}``, ``Rank@{k}``) that is then
-        computed too; anything else is a one-line ``ConfigError``.
+        A monitor must be a metric of the protocol, or a recall (``R{n}@{m}``, ``Rank@{k}`` for DiDeMo) that
+        ``score`` then computes too; anything else is a one-line ``ConfigError``.
         """
         out = replace(
             self,
@@ -97,16 +101,9 @@ class Protocol:
             iou_thresholds=tuple(float(t) for t in iou_thresholds) if iou_thresholds is not None else self.iou_thresholds,
             monitor=_metric_name(monitor) if monitor is not None else self.monitor,
         )
-        needed = _monitor_needs(out)
-        if needed is None:
-            if out.monitored not in out.metric_names():
-                names = ", ".join(out.metric_names())
-                raise ConfigError(f"eval.monitor: {out.monitored!r} is not a metric of the {self.evaluator} protocol; "
-                                  f"expected one of {names}")
-            return out
-        n, m = needed
-        if extend:
-            return replace(out, ks=(n,), iou_thresholds=(m,) if m is not None else out.iou_thresholds)
+        if out.monitored not in out.metric_names() and _recall_of(out) is None:
+            raise ConfigError(f"eval.monitor: {out.monitored!r} is not a metric of the {self.evaluator} protocol; "
+                              f"expected one of {', '.join(out.metric_names())}")
         return out
 
 
@@ -116,7 +113,7 @@ def _metric_name(name: str) -> str:
     return name[len(VAL_PREFIX):] if name.startswith(VAL_PREFIX) else name
 
 
-def _monitor_needs(protocol: Protocol) -> Optional[tuple[int, Optional[float]]]:
+def _recall_of(protocol: Protocol) -> Optional[tuple[int, Optional[float]]]:
     """(n, threshold) of a recall monitor the protocol can compute (threshold None for DiDeMo ranks); else None."""
     name = protocol.monitored
     if protocol.evaluator == "didemo":
