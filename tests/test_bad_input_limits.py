@@ -403,7 +403,8 @@ def test_version_help_and_list(capsys, tmp_path: Path, monkeypatch) -> None:
 
 
 def test_tables_fit_80_columns_without_empty_rows() -> None:
-    from momentloc.cli import _rate_line, metrics_table
+    from momentloc.cli import _rate_line
+    from momentloc.metrics.table import metrics_table
     from momentloc.metrics import evaluate_moments
     from momentloc.types import Moment, Pair
 

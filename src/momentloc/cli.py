@@ -136,8 +136,9 @@ def eval_cmd(
     report: Optional[Path] = typer.Option(None, help="Write a Markdown report with figures into this folder."),
 ) -> None:
     """Evaluate a checkpoint on a split: print the table, write metrics and predictions."""
-    from momentloc.metrics.predictions import write_predictions_jsonl
     from momentloc.eval_run import evaluate_checkpoint
+    from momentloc.metrics.predictions import write_predictions_jsonl
+    from momentloc.metrics.table import metrics_table
 
     start = time.perf_counter()
     metrics, preds, pairs = evaluate_checkpoint(checkpoint, split, set_ or [], devices=devices)
@@ -175,6 +176,7 @@ def evaluate(
     from momentloc.data.formats import load_pairs
     from momentloc.metrics.evaluator import evaluate_predictions
     from momentloc.metrics.predictions import load_predictions
+    from momentloc.metrics.table import metrics_table
 
     if missing not in ("error", "miss"):
         raise typer.BadParameter(f"expected 'error' or 'miss', got {missing!r}", param_hint="'--missing'")
@@ -327,40 +329,6 @@ def _report_moments(out: Optional[Path], queries: list[str], results: list, titl
 def _rate_line(queries: int, seconds: float, note: str) -> str:
     """The throughput line of ``eval`` and ``predict``: N queries in X s (Y queries/s, note)."""
     return f"{_plural(queries, 'query', 'queries')} in {seconds:.2f} s ({queries / max(seconds, 1e-9):.0f} queries/s, {note})"
-
-
-def metrics_table(metrics: dict, width: int = 80) -> str:
-    """The metrics table in ``width`` columns (split into several tables when wider), without breakdown rows that
-    hold no query, followed by the breakdowns' bin edges when there are breakdown rows."""
-    from momentloc.metrics.moments import BIN_NAMES, MOMENT_LENGTH_BINS, VIDEO_LENGTH_BINS
-    from momentloc.metrics.table import format_table
-
-    empty = {k.rpartition("/")[0] for k, v in metrics.items() if k.endswith("/n") and v == 0}
-    kept = {k: v for k, v in metrics.items() if k.rpartition("/")[0] not in empty}
-    columns: list[str] = []
-    for key in kept:
-        name = key.rpartition("/")[2]
-        if name not in columns:
-            columns.append(name)
-    tables, chunk = [], []
-    for name in columns:
-        trial = format_table({k: v for k, v in kept.items() if k.rpartition("/")[2] in (*chunk, name)})
-        if chunk and max(map(len, trial.splitlines())) > width:
-            tables.append(format_table({k: v for k, v in kept.items() if k.rpartition("/")[2] in chunk}))
-            chunk = []
-        chunk.append(name)
-    if chunk:
-        tables.append(format_table({k: v for k, v in kept.items() if k.rpartition("/")[2] in chunk}))
-    text = "\n\n".join(tables)
-    if any(k.startswith(("moment-", "video-")) for k in metrics):
-        moment = " / ".join(f"<= {b:.0%}" for b in MOMENT_LENGTH_BINS) + f" / > {MOMENT_LENGTH_BINS[-1]:.0%}"
-        video = " / ".join(f"<= {b:g} s" for b in VIDEO_LENGTH_BINS) + f" / > {VIDEO_LENGTH_BINS[-1]:g} s"
-        names = "/".join(BIN_NAMES)
-        text += (f"\nmoment-{names}: moment length {moment} of the video"
-                 f"\nvideo-{names}: video length {video}")
-        if empty:
-            text += f"\n(no query in {', '.join(sorted(empty))})"
-    return text
 
 
 def _write_json(path: Path, obj: object) -> None:
