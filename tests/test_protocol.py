@@ -54,6 +54,7 @@ def test_dropping_the_headline_threshold_still_reports_the_monitor() -> None:
     assert set(m) == {"R1@0.3", "R1@0.7", "R1@0.5", "mIoU", "n"}  # R1@0.5: the monitor, computed too
     assert (m["R1@0.3"], m["R1@0.5"], m["R1@0.7"]) == (50.0, 50.0, 50.0)
     assert MOMENTS.with_options(monitor="val/R5@0.9").monitored == "R5@0.9"
+    assert (MOMENTS.decode_k, MOMENTS.with_options(ks=[1, 10]).decode_k, QVHIGHLIGHTS.decode_k) == (5, 10, 10)
 
 
 @pytest.mark.parametrize(

@@ -70,7 +70,7 @@ class GroundingModule(L.LightningModule):
         self.objectives = WeightedObjectives(cfg, self.model)
         self.eval_pairs: Sequence = ()
         self.protocol = config_protocol(cfg)
-        self.eval_k = self.protocol.top_k
+        self.eval_k = self.protocol.decode_k
         self.predictions: dict[int, list[Moment]] = {}
         self.metrics: dict[str, float] = {}
         self._val_rows: list[tuple[torch.Tensor, torch.Tensor]] = []

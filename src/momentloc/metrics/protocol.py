@@ -36,7 +36,12 @@ class Protocol:
     ks: tuple[int, ...] = TOP_KS
     iou_thresholds: tuple[float, ...] = IOU_THRESHOLDS
     monitor: Optional[str] = None
-    top_k: int = 5  # moments decoded per query for scoring
+    top_k: int = 5  # moments decoded per query for scoring, at least
+
+    @property
+    def decode_k(self) -> int:
+        """Moments to decode per query: ``top_k``, or more when a ``ks`` asks for more (R10@m needs 10)."""
+        return max(self.top_k, *self.ks)
 
     @property
     def monitored(self) -> str:
