@@ -13,9 +13,14 @@ from typing import TYPE_CHECKING, Literal, Optional, Sequence
 
 from momentloc.errors import ConfigError
 from momentloc.metrics import didemo as dd
-from momentloc.metrics.moments import IOU_THRESHOLDS, TOP_KS, evaluate_moments, localization_metrics
-from momentloc.metrics.qvhighlights import QVH_LENGTH_RANGES, QVH_MAX_PREDICTIONS, QVH_RECALL_THRESHOLDS, QVH_TOP_KS
-from momentloc.metrics.qvhighlights import qvh_moment_metrics
+from momentloc.metrics.moments import IOU_THRESHOLDS, TOP_KS, evaluate_moments
+from momentloc.metrics.qvhighlights import (
+    QVH_LENGTH_RANGES,
+    QVH_MAX_PREDICTIONS,
+    QVH_RECALL_THRESHOLDS,
+    QVH_TOP_KS,
+    qvh_moment_metrics,
+)
 from momentloc.types import Moment, Pair
 
 if TYPE_CHECKING:
