@@ -20,6 +20,7 @@ from momentloc.metrics import (
     pairwise_iou,
     temporal_iou,
 )
+from momentloc.metrics.iou import hull_iou
 from momentloc.metrics.qvhighlights import (
     detection_ap,
     interpolated_ap,
@@ -64,6 +65,23 @@ def test_iou_in_unit_interval_and_symmetric(a: list[float], b: list[float]) -> N
     assert x == y
     if a == b and a[1] > a[0]:
         assert x == 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(windows, windows)
+def test_hull_form_is_the_same_iou_up_to_rounding(a: list[float], b: list[float]) -> None:
+    ta, tb = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
+    assert float(hull_iou(ta, tb)) == pytest.approx(float(temporal_iou(ta, tb)), abs=1e-12)
+
+
+def test_grid_ties_fall_differently_in_the_two_forms() -> None:
+    # Why the prior keeps the hull form: on its 20-bin grid in float32, IoU == 0.5 ties round apart.
+    idx = torch.arange(20)
+    s, e = torch.meshgrid(idx, idx, indexing="ij")
+    keep = s <= e
+    cells = torch.stack([s[keep], e[keep] + 1], 1).float() / 20
+    hull = hull_iou(cells[:, None], cells[None]) >= 0.5
+    assert not torch.equal(hull, temporal_iou(cells[:, None], cells[None]) >= 0.5)
 
 
 # ------------------------------------------------------------------ R@n, mIoU
