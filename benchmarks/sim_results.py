@@ -84,7 +84,7 @@ def sim_table(rows: list[dict]) -> str:
             vals = [r[c] for r in rs]
             sd = statistics.pstdev(vals) if len(vals) > 1 else 0.0
             cells.append(f"{statistics.mean(vals):.1f}" + (f" ± {sd:.1f}" if len(vals) > 1 else ""))
-        seeds = ",".join(str(r["seed"]) for r in rs)
+        seeds = ",".join(str(seed) for seed in sorted(r["seed"] for r in rs))
         train_s = statistics.mean(r["train_seconds"] for r in rs)
         lines.append(f"| {labels[name]} | {seeds} | " + " | ".join(cells) + f" | {train_s:.0f} | {PAPER_R1_05.get(name, '-')} |")
     return "\n".join(lines)
