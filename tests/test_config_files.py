@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 import momentloc
-from momentloc.config import load_config
+from momentloc.config import load_config, validate
 from momentloc.config_files import configs_root, experiment_config, experiment_names, experiments_dir, resolve_config
 from momentloc.errors import ConfigError
 
@@ -60,9 +60,16 @@ def test_simulated_charades_configs_layer_the_shipped_ones(tmp_path):
     from momentloc.sim_scale import sim_config
 
     cpu = load_config(sim_config("tan2d", "cpu", 64, 2, tmp_path))  # the CI model on the simulated data
-    assert (cpu.data.dataset, cpu.data.feature_dim, cpu.data.simulate["dim"]) == ("charades_sta", 64, 64)
+    assert (cpu.data.dataset, cpu.data.feature_dim, cpu.data.simulate["dim"]) == ("charades_sim", 64, 64)
     assert (cpu.model.params["map_size"], cpu.model.params["hidden_size"], cpu.train.epochs) == (16, 64, 2)
     paper = load_config(sim_config("snag", "paper", 64, None, tmp_path))  # the paper's model, through its layer
     assert (paper.model.name, paper.model.params["hidden_dim"], paper.model.params["text_layers"]) == ("snag", 256, 5)
     with pytest.raises(ConfigError, match="no shipped experiment config"):
         sim_config("no_such_method", "paper", 64, None, tmp_path)
+
+
+def test_the_simulated_dataset_without_knobs_takes_the_default_world():
+    raw = {"data": {"dataset": "charades_sim", "feature_dim": 256}, "model": {"name": "prior"}}
+    cfg = validate(raw)
+    assert cfg.data.simulate == {"dim": 256}
+    assert validate({**raw, "data": {"dataset": "charades_sta", "feature_dim": 256}}).data.simulate is None

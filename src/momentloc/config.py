@@ -84,6 +84,8 @@ class DataConfig(_Strict):
 
     @model_validator(mode="after")
     def _simulation_fits(self) -> "DataConfig":
+        if self.simulate is None and _is_simulated(self.dataset):
+            self.simulate = {"dim": self.feature_dim}  # the simulated set with SimSpec's default knobs
         if self.simulate is not None:
             from momentloc.data.simulate import spec_from
 
@@ -91,6 +93,14 @@ class DataConfig(_Strict):
             if spec.dim != self.feature_dim:
                 raise ValueError(f"simulate.dim ({spec.dim}) must equal feature_dim ({self.feature_dim})")
         return self
+
+
+def _is_simulated(dataset: str) -> bool:
+    """Whether ``dataset`` names a set whose features are simulated (``momentloc data simulate``)."""
+    from momentloc.data.formats import find_dataset
+
+    info = find_dataset(dataset)
+    return info is not None and info.generator == "simulate"
 
 
 class ModelSection(_Strict):
