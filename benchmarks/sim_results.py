@@ -69,10 +69,45 @@ ORDER = ["prior", "salient", "oracle", "span", "tan2d", "tan2d_sscs_base", "tan2
          "vlanet_control", "fsan", "fsan_paper", "viga", "sg_sci", "sg_sci_global", "sg_sci_fmmf", "sg_sci_control"]
 
 
+def _labels() -> dict[str, str]:
+    """Row name -> its label in the table and the plot."""
+    return {k: v[2] for k, v in ROWS.items()} | {"oracle": "oracle (knows the class)",
+                                                  "salient": "most salient stretch (no query)"}
+
+
+def sim_plot(rows: list[dict], path: Path) -> None:
+    """A bar per row (R1@0.5, mean and std over seeds, in ORDER), controls hatched, the paper's number as a dot."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = [n for n in ORDER if any(r["config"] == n for r in rows)]
+    means = [statistics.mean(r["R1@0.5"] for r in rows if r["config"] == n) for n in names]
+    stds = [statistics.pstdev([r["R1@0.5"] for r in rows if r["config"] == n]) for n in names]
+    fig = Figure(figsize=(9, 0.32 * len(names) + 1.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ys = list(range(len(names)))
+    bars = ax.barh(ys, means, xerr=stds, color=["#c44" if "control" in n else "#48a" for n in names])
+    for bar, n in zip(bars, names):
+        if "control" in n:
+            bar.set_hatch("//")
+    paper = [(y, float(PAPER_R1_05[n])) for y, n in zip(ys, names) if n in PAPER_R1_05]
+    if paper:
+        ax.plot([v for _, v in paper], [y for y, _ in paper], "ko", ms=4, label="the paper's Charades-STA R1@0.5")
+        ax.legend(loc="lower right", fontsize=8)
+    labels = _labels()
+    ax.set_yticks(ys, [labels[n] for n in names], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("R1@0.5, simulated Charades-STA test split (mean ± std over seeds)")
+    ax.set_xlim(0, 100)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
 def sim_table(rows: list[dict]) -> str:
     """Mean ± std over seeds per row, in ORDER, with the paper's Charades-STA R1@0.5 beside it (Markdown)."""
-    labels = {k: v[2] for k, v in ROWS.items()} | {"oracle": "oracle (knows the class)",
-                                                    "salient": "most salient stretch (no query)"}
+    labels = _labels()
     head = "| row | seeds | " + " | ".join(COLUMNS) + " | train (s) | paper R1@0.5 |"
     lines = [head, "|" + "---|" * (len(COLUMNS) + 4)]
     for name in ORDER:
@@ -147,10 +182,13 @@ def main() -> None:
     ap.add_argument("--json", type=Path, nargs="+", default=None,
                     help="append raw rows to this JSON file (with --print: read the rows of every file named)")
     ap.add_argument("--print", dest="print_only", action="store_true", help="only print the table of --json's rows")
+    ap.add_argument("--plot", type=Path, default=None, help="with --print: also draw R1@0.5 per row to this PNG")
     args = ap.parse_args()
     if args.print_only:
         rows = [r for f in args.json or [] for r in json.loads(f.read_text())]
         print(sim_table(rows))
+        if args.plot:
+            sim_plot(rows, args.plot)
         return
     out = args.json[0] if args.json else None
     rows = json.loads(out.read_text()) if out and out.exists() else []

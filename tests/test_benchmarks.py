@@ -116,3 +116,18 @@ def test_the_op_counter_leaves_views_out() -> None:
     x = torch.randn(3, 4)
     counted = op_counts.count(lambda: (x.view(4, 3).t() * 2).sum())
     assert dict(counted.ops) == {"mul": 1, "sum": 1}
+
+
+def test_the_sim_table_and_plot_average_over_seeds(tmp_path) -> None:
+    import sim_results
+
+    def row(name: str, seed: int, r05: float) -> dict:
+        return {"config": name, "seed": seed, "train_seconds": 10.0, **{c: r05 for c in sim_results.COLUMNS}}
+
+    rows = [row("tan2d", 1, 70.0), row("tan2d", 0, 74.0), row("tan2d_sscs_control", 0, 60.0)]
+    table = sim_results.sim_table(rows)
+    assert "| 2D-TAN | 0,1 | 72.0 ± 2.0 |" in table and "| 50.62 |" in table
+    assert "control: Sscs" in table and "SnAG" not in table
+    out = tmp_path / "sim.png"
+    sim_results.sim_plot(rows, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
