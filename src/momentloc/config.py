@@ -97,10 +97,9 @@ class DataConfig(_Strict):
 
 def _is_simulated(dataset: str) -> bool:
     """Whether ``dataset`` names a set whose features are simulated (``momentloc data simulate``)."""
-    from momentloc.data.formats import find_dataset
+    from momentloc.data.formats import generated_dataset
 
-    info = find_dataset(dataset)
-    return info is not None and info.generator == "simulate"
+    return generated_dataset(dataset, "simulate") is not None
 
 
 class ModelSection(_Strict):

@@ -10,7 +10,7 @@ from typing import Optional
 
 from momentloc.config import DataConfig
 from momentloc.data.dataset import GroundingDataset
-from momentloc.data.formats import DatasetInfo, find_dataset, load_pairs
+from momentloc.data.formats import DatasetInfo, find_dataset, generated_dataset, load_pairs
 from momentloc.data.features import FeatureStore
 from momentloc.data.points import generate_glance
 from momentloc.data.text import Vocabulary, build_vocabulary
@@ -18,10 +18,10 @@ from momentloc.errors import ConfigError
 from momentloc.paths import data_root
 from momentloc.types import Pair
 
+
 def synthetic_info(cfg: DataConfig) -> Optional[DatasetInfo]:
     """The table entry of a generated synthetic benchmark (its own features and vocabulary), else None."""
-    info = find_dataset(cfg.dataset)
-    return info if info is not None and info.generator == "synthetic" else None
+    return generated_dataset(cfg.dataset, "synthetic")
 
 
 def annotation_root(cfg: DataConfig) -> Path:

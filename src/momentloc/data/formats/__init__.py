@@ -199,6 +199,12 @@ def find_dataset(dataset: str) -> Optional[DatasetInfo]:
     return DATASETS[name] if name is not None else None
 
 
+def generated_dataset(dataset: str, generator: str) -> Optional[DatasetInfo]:
+    """The DATASETS entry of ``dataset`` when ``generator`` makes it (``synthetic``, ``simulate``), else None."""
+    info = find_dataset(dataset)
+    return info if info is not None and info.generator == generator else None
+
+
 def dataset_info(dataset: str) -> DatasetInfo:
     """The DATASETS entry of a name or alias, or a ConfigError listing the known names."""
     info = find_dataset(dataset)
