@@ -54,6 +54,7 @@ ROWS: dict[str, tuple[str, list[str], str]] = {
     "vlanet_control": ("vlanet", [*VLANET_WINDOWS, "model.params.localize=random"], "control: VLANet, a random proposal"),
     "fsan": ("fsan", [], "FSAN"),
     "fsan_paper": ("fsan_paper", [], "FSAN, the paper's literal setting"),
+    "fsan_control": ("fsan", ["model.params.place=random"], "control: FSAN, each segment moved to a random place"),
     "viga": ("viga", [], "ViGA-style"),
     "sg_sci": ("sg_sci", [], "SG-SCI"),
     "sg_sci_global": ("sg_sci", ["model.params.use_fm=false", "model.params.use_mf=false"], "SG-SCI, global loss alone"),
@@ -66,7 +67,7 @@ PAPER_R1_05 = {"tan2d": "50.62", "tan2d_sscs_base": "50.62", "tan2d_sscs": "56.9
                "vlanet": "31.83", "viga": "45.05", "sg_sci": "52.07", "sg_sci_global": "37.74", "sg_sci_fmmf": "25.59"}
 ORDER = ["prior", "salient", "oracle", "span", "tan2d", "tan2d_sscs_base", "tan2d_sscs", "tan2d_sscs_control",
          "snag", "snag_within", "snag_cross", "snag_both", "snag_both_mean", "snag_control", "vlanet", "vlanet_flat",
-         "vlanet_control", "fsan", "fsan_paper", "viga", "sg_sci", "sg_sci_global", "sg_sci_fmmf", "sg_sci_control"]
+         "vlanet_control", "fsan", "fsan_paper", "fsan_control", "viga", "sg_sci", "sg_sci_global", "sg_sci_fmmf", "sg_sci_control"]
 
 
 def _labels() -> dict[str, str]:

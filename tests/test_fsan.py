@@ -304,6 +304,26 @@ def test_decode_gives_the_best_segment_in_seconds():
     assert (best[1].start, best[1].end) == pytest.approx((4.0, 8.0))
 
 
+def test_random_place_control_keeps_lengths_and_scores_and_moves_the_moments():
+    batch = random_batch(3, 10, 12, num_words=4, text_dim=10, vocab_size=50, supervision="weak",
+                         variable_length=True, seed=3)
+    scored, control = _small(), _small(place="random")
+    scored.eval(), control.eval()
+    with torch.no_grad():
+        out = scored(batch)
+        torch.manual_seed(5)
+        kept = scored.decode(out, batch, 5)
+        moved = control.decode(out, batch, 5)
+    starts_differ = 0
+    for row_kept, row_moved, d in zip(kept, moved, batch.duration.tolist()):
+        assert len(row_kept) == len(row_moved) > 0
+        for a, b in zip(row_kept, row_moved):
+            assert b.end - b.start == pytest.approx(a.end - a.start) and b.score == a.score
+            assert 0.0 <= b.start and b.end <= d + 1e-6
+            starts_differ += abs(b.start - a.start) > 1e-3
+    assert starts_differ > len(kept)  # most of them moved
+
+
 @pytest.mark.parametrize("name", ["fsan_activitynet", "fsan_didemo", "fsan_synthetic_ci", "fsan_charades_sta",
                                   "fsan_paper_activitynet", "fsan_paper_didemo", "fsan_paper_synthetic_ci",
                                   "fsan_paper_charades_sta"])

@@ -95,6 +95,10 @@ class FSANConfig(ModelConfig):
     # "sap": the alignment-based grounding module (Eqs. 7-8); "mlp": the Table 4 ablation "w/o
     # grounding module", attention pooling of V'' over each segment and a three-layer MLP score.
     grounding: Literal["sap", "mlp"] = "sap"
+    # "scored": each ranked segment where the model puts it. "random": a control, not a reading of
+    # the paper: each ranked segment moved to a uniformly random place in its video, its length
+    # and score kept, so it keeps what the model learned about lengths and loses where.
+    place: Literal["scored", "random"] = "scored"
 
     @field_validator("hidden", "align_dim", "heads", "ffn", "max_words", "max_clips")
     @classmethod
@@ -329,8 +333,19 @@ class FSAN(GroundingModel):
                                           self.cfg.excess_threshold)
         else:
             scores, valid = out["segment_scores"], out["segment_valid"]
-        return rank_segments(out["segments"].reshape(b, -1, 2), scores.reshape(b, -1),
-                             valid.reshape(b, -1), batch.duration, k, self.cfg.nms_iou)
+        ranked = rank_segments(out["segments"].reshape(b, -1, 2), scores.reshape(b, -1),
+                               valid.reshape(b, -1), batch.duration, k, self.cfg.nms_iou)
+        return ranked if self.cfg.place == "scored" else _moved_at_random(ranked, batch.duration)
+
+
+def _moved_at_random(ranked: list[list[Moment]], duration: torch.Tensor) -> list[list[Moment]]:
+    """The control of ``place: random``: each moment at a uniformly random start, same length and score."""
+    draws = torch.rand(len(ranked), max((len(r) for r in ranked), default=0)).tolist()
+    moved = []
+    for row, us, d in zip(ranked, draws, duration.tolist()):
+        starts = [u * (d - (m.end - m.start)) for m, u in zip(row, us)]
+        moved.append([Moment(s, s + m.end - m.start, m.score) for m, s in zip(row, starts)])
+    return moved
 
 
 def _masked_average(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
