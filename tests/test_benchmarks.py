@@ -131,3 +131,20 @@ def test_the_sim_table_and_plot_average_over_seeds(tmp_path) -> None:
     out = tmp_path / "sim.png"
     sim_results.sim_plot(rows, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("row", sorted(__import__("sim_results").ROWS))
+def test_every_sim_row_builds_its_model_and_objectives(row, tmp_path) -> None:
+    """A row's config at CPU scale plus its overrides validates; a misspelt override key fails here."""
+    import sim_results
+
+    from momentloc.config import load_config
+    from momentloc.models.base import InputSpec
+    from momentloc.models.build import WeightedObjectives, build_model
+    from momentloc.sim_scale import sim_config
+
+    stem, sets, _ = sim_results.ROWS[row]
+    cfg = load_config(sim_config(stem, "cpu", 32, 1, tmp_path), sets)
+    num_clips = cfg.model.params.get("map_size") if stem.startswith("tan2d") else None
+    model = build_model(cfg, InputSpec(video_dim=32, text_dim=300, vocab_size=50, num_clips=num_clips))
+    assert len(WeightedObjectives(cfg, model).items) == len(cfg.objectives)
