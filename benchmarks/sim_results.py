@@ -46,6 +46,10 @@ ROWS: dict[str, tuple[str, list[str], str]] = {
     "snag_both": ("snag_msc", [], "SnAG + both (Eqs. 11-12 as printed)"),
     "snag_both_mean": ("snag_msc", ["objectives.0.params.reduction=mean", "objectives.1.params.reduction=mean"],
                        "SnAG + both, each term averaged (option, not in the paper)"),
+    "snag_within_mean": ("snag_msc", ["objectives.1.weight=0.0", "objectives.0.params.reduction=mean"],
+                         "SnAG + within-scale, averaged (option)"),
+    "snag_cross_mean": ("snag_msc", ["objectives.0.weight=0.0", "objectives.1.params.reduction=mean"],
+                        "SnAG + cross-scale, averaged (option)"),
     "snag_control": ("snag_msc", ["objectives.0.params.shuffle_levels=true", "objectives.1.params.shuffle_levels=true"],
                      "control: SnAG + both, pyramid levels shuffled"),
     "vlanet": ("vlanet", VLANET_WINDOWS, "VLANet"),
@@ -66,7 +70,7 @@ TRAIN_FREE = ("oracle", "salient")
 PAPER_R1_05 = {"tan2d": "50.62", "tan2d_sscs_base": "50.62", "tan2d_sscs": "56.97", "snag_both": "66.64",
                "vlanet": "31.83", "viga": "45.05", "sg_sci": "52.07", "sg_sci_global": "37.74", "sg_sci_fmmf": "25.59"}
 ORDER = ["prior", "salient", "oracle", "span", "tan2d", "tan2d_sscs_base", "tan2d_sscs", "tan2d_sscs_control",
-         "snag", "snag_within", "snag_cross", "snag_both", "snag_both_mean", "snag_control", "vlanet", "vlanet_flat",
+         "snag", "snag_within", "snag_cross", "snag_both", "snag_within_mean", "snag_cross_mean", "snag_both_mean", "snag_control", "vlanet", "vlanet_flat",
          "vlanet_control", "fsan", "fsan_paper", "fsan_control", "viga", "sg_sci", "sg_sci_global", "sg_sci_fmmf", "sg_sci_control"]
 
 
