@@ -145,6 +145,7 @@ def test_every_sim_row_builds_its_model_and_objectives(row, tmp_path) -> None:
 
     stem, sets, _ = sim_results.ROWS[row]
     cfg = load_config(sim_config(stem, "cpu", 32, 1, tmp_path), sets)
-    num_clips = cfg.model.params.get("map_size") if stem.startswith("tan2d") else None
-    model = build_model(cfg, InputSpec(video_dim=32, text_dim=300, vocab_size=50, num_clips=num_clips))
+    # As momentloc.training.input_spec builds it, with a stand-in vocabulary.
+    spec = InputSpec(video_dim=cfg.data.feature_dim, text_dim=300, vocab_size=50, num_clips=cfg.data.num_clips)
+    model = build_model(cfg, spec)
     assert len(WeightedObjectives(cfg, model).items) == len(cfg.objectives)
